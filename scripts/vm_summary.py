@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Turns the guest's result channel (build/vm/results.log) into one TAP file
+per suite, dmesg.txt and summary.json, prints a table, and exits non-zero if a
+gate fails: a suite of ours failed or did not finish, the upstream baseline
+did not finish, the guest never finished, or the kernel log has a splat."""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+# Kernel reports that fail the run wherever they appear.
+SPLATS = re.compile(
+    r"BUG:|WARNING:|Oops|Call Trace:|KASAN:|UBSAN:|kernel BUG|"
+    r"possible recursive locking|possible circular locking|inconsistent lock state|"
+    r"suspicious RCU usage|DEBUG_LOCKS_WARN_ON|INFO: task .* blocked|Kernel panic"
+)
+TOTALS = re.compile(r"^# Totals: pass:(\d+) fail:(\d+) xfail:(\d+) xpass:(\d+) skip:(\d+) error:(\d+)")
+UPSTREAM_BASELINE = {"pass": 233, "fail": 8, "skip": 5}  # 7.3.4, see docs/testing.md
+
+
+def sections(text):
+    """Yields (name, server, body lines, rc) for every framed section."""
+    name = None
+    for line in text.splitlines():
+        line = line.rstrip("\r")
+        m = re.match(r"^@@@ BEGIN (\S+) server=(\S+)", line)
+        if m:
+            name, server, body = m.group(1), m.group(2), []
+            continue
+        m = re.match(r"^@@@ END (\S+) rc=(\d+)", line)
+        if m and name == m.group(1):
+            yield name, server, body, int(m.group(2))
+            name = None
+            continue
+        if name is not None:
+            body.append(line)
+
+
+def count(body):
+    """pass/fail/skip of a TAP body; `complete` if the run reached its end."""
+    for line in body:
+        m = TOTALS.match(line)
+        if m:
+            p, f, xf, xp, s, e = map(int, m.groups())
+            return {"pass": p + xf, "fail": f + xp + e, "skip": s, "complete": True}
+    res = {"pass": 0, "fail": 0, "skip": 0}
+    for line in body:
+        if re.match(r"^not ok \d+", line):
+            res["fail"] += 1
+        elif re.match(r"^ok \d+", line):
+            res["skip" if "# SKIP" in line else "pass"] += 1
+    plan = next((int(m.group(1)) for l in body if (m := re.match(r"^1\.\.(\d+)$", l))), None)
+    res["complete"] = plan is not None and plan == sum(res.values())
+    return res
+
+
+def main():
+    mode, out = sys.argv[1], Path(sys.argv[2])
+    log = (out / "results.log").read_text(errors="replace") if (out / "results.log").exists() else ""
+    console = (out / "console.log").read_text(errors="replace") if (out / "console.log").exists() else ""
+    merged = {}
+    for name, server, body, rc in sections(log):
+        s = merged.setdefault(name, {"server": server, "body": [], "rc": 0})
+        s["body"] += body
+        s["rc"] = max(s["rc"], rc)
+    dmesg = "\n".join(merged.pop("dmesg", {"body": []})["body"])
+    (out / "dmesg.txt").write_text(dmesg + "\n")
+    done = "@@@ DONE" in log
+
+    problems = []
+    if not done:
+        problems.append("the guest did not finish (crash, panic or timeout; see build/vm/console.log)")
+    splats = [l for l in (dmesg + "\n" + console).splitlines() if SPLATS.search(l)]
+    if splats:
+        problems.append(f"kernel splats in dmesg: {splats[:3]}")
+
+    if mode == "demo":
+        demo = merged.get("demo")
+        print("\n".join(demo["body"]) if demo else "(the demo produced no output)")
+        if not demo or demo["rc"] != 0:
+            problems.append("the demo client reported failures")
+    summary = {"mode": mode, "completed": done, "splats": splats, "suites": {}}
+    for name, s in merged.items():
+        if name == "demo":
+            continue
+        (out / f"{name}.tap").write_text("\n".join(s["body"]) + "\n")
+        c = count(s["body"])
+        summary["suites"][name] = dict(c, server=s["server"], exit_code=s["rc"])
+        ours = name.startswith(("iommufd_rs_abi@", "module_lifecycle"))
+        if ours and (c["fail"] or not c["complete"] or c["pass"] == 0):
+            problems.append(f"suite {name} failed: {c}")
+        if name == "upstream_iommufd@iommufd" and not c["complete"]:
+            problems.append("the upstream baseline run did not complete")
+    if mode == "test":
+        base = summary["suites"].get("upstream_iommufd@iommufd")
+        summary["upstream_baseline_expected"] = UPSTREAM_BASELINE
+        if base is None:
+            problems.append("the upstream baseline did not run")
+    summary["problems"] = problems
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+    if summary["suites"]:
+        print(f"{'suite':38} {'server':11} {'pass':>5} {'fail':>5} {'skip':>5}  complete")
+        for name, s in summary["suites"].items():
+            print(f"{name:38} {s['server']:11} {s['pass']:5} {s['fail']:5} {s['skip']:5}  {s['complete']}")
+    for p in problems:
+        print(f"FAIL: {p}")
+    print(f"results: {out}/summary.json")
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()

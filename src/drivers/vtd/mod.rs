@@ -1,0 +1,1 @@
+//! Intel VT-d and its first- and second-stage page-table formats.

@@ -1,0 +1,1 @@
+//! PASID attach and SVA binding of process address spaces.

@@ -1,0 +1,230 @@
+//! The ioctl dispatcher and object table driven in-process, exactly as the
+//! module drives them, through fake user memory.
+
+use iommufd_rs::errno::*;
+use iommufd_rs::object::ObjKind;
+use iommufd_rs::platform::FakeUserMem;
+use iommufd_rs::ucmd::{ioctl, Ictx};
+use iommufd_uapi::*;
+use zerocopy::IntoBytes;
+
+const ARG: u64 = 0x10_000;
+
+struct Fd {
+    ictx: Ictx,
+    mem: FakeUserMem,
+}
+
+impl Fd {
+    fn new() -> Self {
+        let mem = FakeUserMem::default();
+        mem.map(ARG, 4096);
+        Fd { ictx: Ictx::new().unwrap(), mem }
+    }
+
+    /// Issues `cmd` with `bytes` placed at ARG; returns the result and the
+    /// bytes at ARG afterwards.
+    fn raw(&self, cmd: u32, bytes: &[u8]) -> (Result<isize>, Vec<u8>) {
+        self.mem.poke(ARG, &vec![0; 4096]);
+        self.mem.poke(ARG, bytes);
+        let r = ioctl(&self.ictx, &self.mem, cmd, ARG);
+        (r, self.mem.peek(ARG, bytes.len()))
+    }
+
+    fn ioas_alloc(&self) -> Result<u32> {
+        let cmd = IommuIoasAlloc { size: 12, ..Default::default() };
+        let (r, out) = self.raw(IOMMU_IOAS_ALLOC, cmd.as_bytes());
+        r.map(|_| u32::from_ne_bytes(out[8..12].try_into().unwrap()))
+    }
+
+    fn destroy(&self, id: u32) -> Result {
+        let cmd = IommuDestroy { size: 8, id };
+        self.raw(IOMMU_DESTROY, cmd.as_bytes()).0.map(drop)
+    }
+}
+
+#[test]
+fn ids_start_at_one_and_reuse_the_lowest_free() {
+    let fd = Fd::new();
+    assert_eq!(fd.ioas_alloc(), Ok(1));
+    assert_eq!(fd.ioas_alloc(), Ok(2));
+    assert_eq!(fd.ioas_alloc(), Ok(3));
+    assert_eq!(fd.destroy(2), Ok(()));
+    assert_eq!(fd.ioas_alloc(), Ok(2));
+    assert_eq!(fd.ioas_alloc(), Ok(4));
+}
+
+#[test]
+fn destroy_errors() {
+    let fd = Fd::new();
+    assert_eq!(fd.destroy(0), Err(ENOENT));
+    assert_eq!(fd.destroy(1), Err(ENOENT));
+    let id = fd.ioas_alloc().unwrap();
+    assert_eq!(fd.destroy(id), Ok(()));
+    assert_eq!(fd.destroy(id), Err(ENOENT));
+}
+
+#[test]
+fn destroy_of_a_referenced_object_is_ebusy() {
+    let fd = Fd::new();
+    let id = fd.ioas_alloc().unwrap();
+    let r = fd.ictx.objects().get(id, Some(ObjKind::Ioas)).unwrap();
+    assert_eq!(r.object().users(), 2);
+    assert_eq!(r.object().inflight(), 1);
+    assert_eq!(fd.destroy(id), Err(EBUSY));
+    drop(r);
+    assert_eq!(fd.destroy(id), Ok(()));
+}
+
+#[test]
+fn lookups_by_kind() {
+    let fd = Fd::new();
+    let id = fd.ioas_alloc().unwrap();
+    assert!(fd.ictx.objects().get(id, None).is_ok());
+    assert!(fd.ictx.objects().get(id, Some(ObjKind::Ioas)).is_ok());
+    assert_eq!(fd.ictx.objects().get(id + 1, None).err(), Some(ENOENT));
+    assert_eq!(fd.ictx.objects().get(0, None).err(), Some(ENOENT));
+}
+
+#[test]
+fn size_below_minimum_is_einval() {
+    let fd = Fd::new();
+    for size in [0u32, 4, 8, 11] {
+        let cmd = IommuIoasAlloc { size, ..Default::default() };
+        assert_eq!(fd.raw(IOMMU_IOAS_ALLOC, cmd.as_bytes()).0, Err(EINVAL), "size {size}");
+    }
+    let cmd = IommuDestroy { size: 7, id: 1 };
+    assert_eq!(fd.raw(IOMMU_DESTROY, cmd.as_bytes()).0, Err(EINVAL));
+}
+
+#[test]
+fn longer_struct_needs_a_zero_tail() {
+    let fd = Fd::new();
+    let mut bytes = IommuIoasAlloc { size: 64, ..Default::default() }.as_bytes().to_vec();
+    bytes.resize(64, 0);
+    let (r, out) = fd.raw(IOMMU_IOAS_ALLOC, &bytes);
+    assert_eq!(r, Ok(0));
+    assert_eq!(u32::from_ne_bytes(out[8..12].try_into().unwrap()), 1);
+    // The reply is cut at the kernel's struct size: the tail is untouched.
+    assert!(out[12..].iter().all(|&b| b == 0));
+    for at in [12usize, 40, 63] {
+        let mut b = bytes.clone();
+        b[at] = 1;
+        assert_eq!(fd.raw(IOMMU_IOAS_ALLOC, &b).0, Err(E2BIG), "non-zero byte at {at}");
+    }
+}
+
+#[test]
+fn reply_is_truncated_to_the_user_size() {
+    let fd = Fd::new();
+    // IOMMU_RS_INFO's minimum is its whole struct, so use IOAS_ALLOC: a user
+    // struct of exactly 12 bytes gets exactly 12 bytes back.
+    let mut bytes = IommuIoasAlloc { size: 12, ..Default::default() }.as_bytes().to_vec();
+    bytes.extend_from_slice(&[0xaa; 4]);
+    let (r, out) = fd.raw(IOMMU_IOAS_ALLOC, &bytes);
+    assert_eq!(r, Ok(0));
+    assert_eq!(&out[12..], &[0xaa; 4]);
+}
+
+#[test]
+fn unknown_flags_are_eopnotsupp() {
+    let fd = Fd::new();
+    for flags in [1u32, 0x8000_0000] {
+        let cmd = IommuIoasAlloc { size: 12, flags, ..Default::default() };
+        assert_eq!(fd.raw(IOMMU_IOAS_ALLOC, cmd.as_bytes()).0, Err(EOPNOTSUPP));
+    }
+    let info = IommuRsInfo { size: 32, __reserved: 1, ..Default::default() };
+    assert_eq!(fd.raw(IOMMU_RS_INFO, info.as_bytes()).0, Err(EOPNOTSUPP));
+    // Nothing was created by the failed calls.
+    assert_eq!(fd.ioas_alloc(), Ok(1));
+}
+
+#[test]
+fn unknown_ioctls_are_enotty() {
+    let fd = Fd::new();
+    let zeros = [0u8; 64];
+    let iowr = (3 << 30) | (12 << 16) | IOMMU_IOAS_ALLOC; // _IOWR(';', 0x81, 12 bytes)
+    for cmd in [iommufd_io(0x7f), iommufd_io(0xbf), iommufd_io(0xff), iowr, 0x1234] {
+        assert_eq!(fd.raw(cmd, &zeros).0, Err(ENOTTY), "cmd {cmd:#x}");
+    }
+}
+
+#[test]
+fn bad_pointers_are_efault() {
+    let fd = Fd::new();
+    assert_eq!(ioctl(&fd.ictx, &fd.mem, IOMMU_IOAS_ALLOC, 0x1), Err(EFAULT));
+    assert_eq!(ioctl(&fd.ictx, &fd.mem, IOMMU_IOAS_ALLOC, u64::MAX - 1), Err(EFAULT));
+    // A size that runs past the mapping: the tail check faults.
+    let cmd = IommuIoasAlloc { size: 8192, ..Default::default() };
+    assert_eq!(fd.raw(IOMMU_IOAS_ALLOC, cmd.as_bytes()).0, Err(EFAULT));
+}
+
+#[test]
+fn failed_reply_aborts_the_new_object() {
+    let fd = Fd::new();
+    let ro = 0x20_000;
+    fd.mem.map_with(ro, 64, false);
+    fd.mem.poke(ro, IommuIoasAlloc { size: 12, ..Default::default() }.as_bytes());
+    assert_eq!(ioctl(&fd.ictx, &fd.mem, IOMMU_IOAS_ALLOC, ro), Err(EFAULT));
+    // The reserved ID was released and no object is visible under it.
+    assert_eq!(fd.ictx.objects().get(1, None).err(), Some(ENOENT));
+    assert_eq!(fd.ioas_alloc(), Ok(1));
+}
+
+#[test]
+fn rs_info_reports_the_served_commands() {
+    let fd = Fd::new();
+    let info = IommuRsInfo { size: 32, ..Default::default() };
+    let (r, out) = fd.raw(IOMMU_RS_INFO, info.as_bytes());
+    assert_eq!(r, Ok(0));
+    let words: Vec<u64> =
+        out[16..32].chunks(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).collect();
+    assert_eq!(u32::from_ne_bytes(out[8..12].try_into().unwrap()), IOMMU_RS_INFO_ABI_VERSION);
+    assert_eq!(words[0], 0b11, "DESTROY and IOAS_ALLOC");
+    assert_eq!(words[1], 0b1, "RS_INFO");
+    let short = IommuRsInfo { size: 24, ..Default::default() };
+    assert_eq!(fd.raw(IOMMU_RS_INFO, short.as_bytes()).0, Err(EINVAL));
+}
+
+#[test]
+fn objects_are_per_file() {
+    let a = Fd::new();
+    let b = Fd::new();
+    assert_eq!(a.ioas_alloc(), Ok(1));
+    assert_eq!(b.destroy(1), Err(ENOENT));
+    assert_eq!(b.ioas_alloc(), Ok(1));
+}
+
+#[test]
+fn concurrent_alloc_and_destroy_hand_out_unique_ids() {
+    let fd = std::sync::Arc::new(Ictx::new().unwrap());
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let fd = fd.clone();
+            std::thread::spawn(move || {
+                let mem = FakeUserMem::default();
+                mem.map(ARG, 64);
+                let mut mine = Vec::new();
+                for i in 0..500 {
+                    mem.poke(ARG, IommuIoasAlloc { size: 12, ..Default::default() }.as_bytes());
+                    ioctl(&fd, &mem, IOMMU_IOAS_ALLOC, ARG).unwrap();
+                    let id = u32::from_ne_bytes(mem.peek(ARG + 8, 4).try_into().unwrap());
+                    mine.push(id);
+                    if (i + t) % 3 == 0 {
+                        let id = mine.swap_remove(0);
+                        fd.objects().destroy(id).unwrap();
+                    }
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all: Vec<u32> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "an ID was handed out twice");
+    for id in all {
+        assert_eq!(fd.objects().destroy(id), Ok(()));
+    }
+}
