@@ -123,7 +123,9 @@ pub struct ObjectTable {
 impl ObjectTable {
     /// Creates an empty table.
     pub fn new() -> Result<Self> {
-        Ok(Self { ids: IdTable::new()? })
+        Ok(Self {
+            ids: IdTable::new()?,
+        })
     }
 
     /// Allocates an object and reserves its ID (`ENOMEM`, `EBUSY`).
@@ -134,7 +136,11 @@ impl ObjectTable {
             payload,
         })?;
         let id = self.ids.reserve()?;
-        Ok(NewObject { table: self, id, obj: Some(obj) })
+        Ok(NewObject {
+            table: self,
+            id,
+            obj: Some(obj),
+        })
     }
 
     /// Looks up a published object of `kind` (any kind if `None`). A missing

@@ -25,7 +25,9 @@ pub struct Ictx {
 impl Ictx {
     /// State for a newly opened file.
     pub fn new() -> Result<Self> {
-        Ok(Self { objects: ObjectTable::new()? })
+        Ok(Self {
+            objects: ObjectTable::new()?,
+        })
     }
 
     /// The file's objects.
@@ -102,28 +104,46 @@ macro_rules! min_size {
 
 /// The command table. `IOMMU_RS_INFO` derives its bitmaps from it.
 const OPS: &[Op] = &[
-    Op { nr: cmd::DESTROY, min_size: min_size!(IommuDestroy, id), handler: destroy },
+    Op {
+        nr: cmd::DESTROY,
+        min_size: min_size!(IommuDestroy, id),
+        handler: destroy,
+    },
     Op {
         nr: cmd::IOAS_ALLOC,
         min_size: min_size!(IommuIoasAlloc, out_ioas_id),
         handler: crate::ioas::ioas_alloc,
     },
     // Extensions have no history yet: their minimum is the whole struct.
-    Op { nr: cmd::RS_INFO, min_size: size_of::<IommuRsInfo>() as u32, handler: rs_info },
+    Op {
+        nr: cmd::RS_INFO,
+        min_size: size_of::<IommuRsInfo>() as u32,
+        handler: rs_info,
+    },
 ];
 
 /// Handles one ioctl on a `/dev/iommu` file.
 pub fn ioctl(ictx: &Ictx, mem: &dyn UserMem, ioctl_cmd: u32, arg: u64) -> Result<isize> {
     // An exact match of the whole number, as upstream: `_IOWR(';', 0x81, x)`
     // is not IOMMU_IOAS_ALLOC.
-    let op = OPS.iter().find(|op| iommufd_io(op.nr) == ioctl_cmd).ok_or(ENOTTY)?;
+    let op = OPS
+        .iter()
+        .find(|op| iommufd_io(op.nr) == ioctl_cmd)
+        .ok_or(ENOTTY)?;
     let mut size = [0u8; 4];
     mem.read(arg, &mut size)?;
     let user_size = u32::from_ne_bytes(size);
     if user_size < op.min_size {
         return Err(EINVAL);
     }
-    (op.handler)(ictx, &Ucmd { mem, arg, user_size })?;
+    (op.handler)(
+        ictx,
+        &Ucmd {
+            mem,
+            arg,
+            user_size,
+        },
+    )?;
     Ok(0)
 }
 

@@ -19,7 +19,10 @@ impl Fd {
     fn new() -> Self {
         let mem = FakeUserMem::default();
         mem.map(ARG, 4096);
-        Fd { ictx: Ictx::new().unwrap(), mem }
+        Fd {
+            ictx: Ictx::new().unwrap(),
+            mem,
+        }
     }
 
     /// Issues `cmd` with `bytes` placed at ARG; returns the result and the
@@ -32,7 +35,10 @@ impl Fd {
     }
 
     fn ioas_alloc(&self) -> Result<u32> {
-        let cmd = IommuIoasAlloc { size: 12, ..Default::default() };
+        let cmd = IommuIoasAlloc {
+            size: 12,
+            ..Default::default()
+        };
         let (r, out) = self.raw(IOMMU_IOAS_ALLOC, cmd.as_bytes());
         r.map(|_| u32::from_ne_bytes(out[8..12].try_into().unwrap()))
     }
@@ -90,8 +96,15 @@ fn lookups_by_kind() {
 fn size_below_minimum_is_einval() {
     let fd = Fd::new();
     for size in [0u32, 4, 8, 11] {
-        let cmd = IommuIoasAlloc { size, ..Default::default() };
-        assert_eq!(fd.raw(IOMMU_IOAS_ALLOC, cmd.as_bytes()).0, Err(EINVAL), "size {size}");
+        let cmd = IommuIoasAlloc {
+            size,
+            ..Default::default()
+        };
+        assert_eq!(
+            fd.raw(IOMMU_IOAS_ALLOC, cmd.as_bytes()).0,
+            Err(EINVAL),
+            "size {size}"
+        );
     }
     let cmd = IommuDestroy { size: 7, id: 1 };
     assert_eq!(fd.raw(IOMMU_DESTROY, cmd.as_bytes()).0, Err(EINVAL));
@@ -100,7 +113,12 @@ fn size_below_minimum_is_einval() {
 #[test]
 fn longer_struct_needs_a_zero_tail() {
     let fd = Fd::new();
-    let mut bytes = IommuIoasAlloc { size: 64, ..Default::default() }.as_bytes().to_vec();
+    let mut bytes = IommuIoasAlloc {
+        size: 64,
+        ..Default::default()
+    }
+    .as_bytes()
+    .to_vec();
     bytes.resize(64, 0);
     let (r, out) = fd.raw(IOMMU_IOAS_ALLOC, &bytes);
     assert_eq!(r, Ok(0));
@@ -110,7 +128,11 @@ fn longer_struct_needs_a_zero_tail() {
     for at in [12usize, 40, 63] {
         let mut b = bytes.clone();
         b[at] = 1;
-        assert_eq!(fd.raw(IOMMU_IOAS_ALLOC, &b).0, Err(E2BIG), "non-zero byte at {at}");
+        assert_eq!(
+            fd.raw(IOMMU_IOAS_ALLOC, &b).0,
+            Err(E2BIG),
+            "non-zero byte at {at}"
+        );
     }
 }
 
@@ -119,7 +141,12 @@ fn reply_is_truncated_to_the_user_size() {
     let fd = Fd::new();
     // IOMMU_RS_INFO's minimum is its whole struct, so use IOAS_ALLOC: a user
     // struct of exactly 12 bytes gets exactly 12 bytes back.
-    let mut bytes = IommuIoasAlloc { size: 12, ..Default::default() }.as_bytes().to_vec();
+    let mut bytes = IommuIoasAlloc {
+        size: 12,
+        ..Default::default()
+    }
+    .as_bytes()
+    .to_vec();
     bytes.extend_from_slice(&[0xaa; 4]);
     let (r, out) = fd.raw(IOMMU_IOAS_ALLOC, &bytes);
     assert_eq!(r, Ok(0));
@@ -130,10 +157,18 @@ fn reply_is_truncated_to_the_user_size() {
 fn unknown_flags_are_eopnotsupp() {
     let fd = Fd::new();
     for flags in [1u32, 0x8000_0000] {
-        let cmd = IommuIoasAlloc { size: 12, flags, ..Default::default() };
+        let cmd = IommuIoasAlloc {
+            size: 12,
+            flags,
+            ..Default::default()
+        };
         assert_eq!(fd.raw(IOMMU_IOAS_ALLOC, cmd.as_bytes()).0, Err(EOPNOTSUPP));
     }
-    let info = IommuRsInfo { size: 32, __reserved: 1, ..Default::default() };
+    let info = IommuRsInfo {
+        size: 32,
+        __reserved: 1,
+        ..Default::default()
+    };
     assert_eq!(fd.raw(IOMMU_RS_INFO, info.as_bytes()).0, Err(EOPNOTSUPP));
     // Nothing was created by the failed calls.
     assert_eq!(fd.ioas_alloc(), Ok(1));
@@ -144,7 +179,13 @@ fn unknown_ioctls_are_enotty() {
     let fd = Fd::new();
     let zeros = [0u8; 64];
     let iowr = (3 << 30) | (12 << 16) | IOMMU_IOAS_ALLOC; // _IOWR(';', 0x81, 12 bytes)
-    for cmd in [iommufd_io(0x7f), iommufd_io(0xbf), iommufd_io(0xff), iowr, 0x1234] {
+    for cmd in [
+        iommufd_io(0x7f),
+        iommufd_io(0xbf),
+        iommufd_io(0xff),
+        iowr,
+        0x1234,
+    ] {
         assert_eq!(fd.raw(cmd, &zeros).0, Err(ENOTTY), "cmd {cmd:#x}");
     }
 }
@@ -153,9 +194,15 @@ fn unknown_ioctls_are_enotty() {
 fn bad_pointers_are_efault() {
     let fd = Fd::new();
     assert_eq!(ioctl(&fd.ictx, &fd.mem, IOMMU_IOAS_ALLOC, 0x1), Err(EFAULT));
-    assert_eq!(ioctl(&fd.ictx, &fd.mem, IOMMU_IOAS_ALLOC, u64::MAX - 1), Err(EFAULT));
+    assert_eq!(
+        ioctl(&fd.ictx, &fd.mem, IOMMU_IOAS_ALLOC, u64::MAX - 1),
+        Err(EFAULT)
+    );
     // A size that runs past the mapping: the tail check faults.
-    let cmd = IommuIoasAlloc { size: 8192, ..Default::default() };
+    let cmd = IommuIoasAlloc {
+        size: 8192,
+        ..Default::default()
+    };
     assert_eq!(fd.raw(IOMMU_IOAS_ALLOC, cmd.as_bytes()).0, Err(EFAULT));
 }
 
@@ -164,7 +211,14 @@ fn failed_reply_aborts_the_new_object() {
     let fd = Fd::new();
     let ro = 0x20_000;
     fd.mem.map_with(ro, 64, false);
-    fd.mem.poke(ro, IommuIoasAlloc { size: 12, ..Default::default() }.as_bytes());
+    fd.mem.poke(
+        ro,
+        IommuIoasAlloc {
+            size: 12,
+            ..Default::default()
+        }
+        .as_bytes(),
+    );
     assert_eq!(ioctl(&fd.ictx, &fd.mem, IOMMU_IOAS_ALLOC, ro), Err(EFAULT));
     // The reserved ID was released and no object is visible under it.
     assert_eq!(fd.ictx.objects().get(1, None).err(), Some(ENOENT));
@@ -174,15 +228,26 @@ fn failed_reply_aborts_the_new_object() {
 #[test]
 fn rs_info_reports_the_served_commands() {
     let fd = Fd::new();
-    let info = IommuRsInfo { size: 32, ..Default::default() };
+    let info = IommuRsInfo {
+        size: 32,
+        ..Default::default()
+    };
     let (r, out) = fd.raw(IOMMU_RS_INFO, info.as_bytes());
     assert_eq!(r, Ok(0));
-    let words: Vec<u64> =
-        out[16..32].chunks(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).collect();
-    assert_eq!(u32::from_ne_bytes(out[8..12].try_into().unwrap()), IOMMU_RS_INFO_ABI_VERSION);
+    let words: Vec<u64> = out[16..32]
+        .chunks(8)
+        .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(
+        u32::from_ne_bytes(out[8..12].try_into().unwrap()),
+        IOMMU_RS_INFO_ABI_VERSION
+    );
     assert_eq!(words[0], 0b11, "DESTROY and IOAS_ALLOC");
     assert_eq!(words[1], 0b1, "RS_INFO");
-    let short = IommuRsInfo { size: 24, ..Default::default() };
+    let short = IommuRsInfo {
+        size: 24,
+        ..Default::default()
+    };
     assert_eq!(fd.raw(IOMMU_RS_INFO, short.as_bytes()).0, Err(EINVAL));
 }
 
@@ -206,7 +271,14 @@ fn concurrent_alloc_and_destroy_hand_out_unique_ids() {
                 mem.map(ARG, 64);
                 let mut mine = Vec::new();
                 for i in 0..500 {
-                    mem.poke(ARG, IommuIoasAlloc { size: 12, ..Default::default() }.as_bytes());
+                    mem.poke(
+                        ARG,
+                        IommuIoasAlloc {
+                            size: 12,
+                            ..Default::default()
+                        }
+                        .as_bytes(),
+                    );
                     ioctl(&fd, &mem, IOMMU_IOAS_ALLOC, ARG).unwrap();
                     let id = u32::from_ne_bytes(mem.peek(ARG + 8, 4).try_into().unwrap());
                     mine.push(id);
@@ -219,7 +291,10 @@ fn concurrent_alloc_and_destroy_hand_out_unique_ids() {
             })
         })
         .collect();
-    let mut all: Vec<u32> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let mut all: Vec<u32> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     let n = all.len();
     all.sort_unstable();
     all.dedup();

@@ -7,8 +7,8 @@
 
 use crate::errno::{Result, EOPNOTSUPP};
 use crate::object::Payload;
-use crate::ucmd::{Ictx, Ucmd};
 use crate::uapi::IommuIoasAlloc;
+use crate::ucmd::{Ictx, Ucmd};
 
 /// An IO address space. It holds no mappings yet.
 pub struct Ioas {}

@@ -34,7 +34,9 @@ pub fn errno_of(e: Error) -> Errno {
 pub struct UserSpace;
 
 fn uptr(uaddr: u64) -> Result<UserPtr> {
-    Ok(UserPtr::from_addr(usize::try_from(uaddr).map_err(|_| EFAULT)?))
+    Ok(UserPtr::from_addr(
+        usize::try_from(uaddr).map_err(|_| EFAULT)?,
+    ))
 }
 
 impl super::UserMem for UserSpace {
@@ -97,7 +99,10 @@ impl<U: Send + Sync> IdTable<U> {
         )
         .map_err(|_| ENOMEM)?;
         // INVARIANT: initialised above and empty.
-        Ok(Self { xa, _owns: PhantomData })
+        Ok(Self {
+            xa,
+            _owns: PhantomData,
+        })
     }
 
     fn raw(&self) -> *mut bindings::xarray {
@@ -112,14 +117,23 @@ impl<U: Send + Sync> IdTable<U> {
 
     /// Reserves the lowest free ID in `1..=i32::MAX` (`EBUSY` when full).
     pub fn reserve(&self) -> Result<u32> {
-        let limit = bindings::xa_limit { max: i32::MAX as u32, min: 1 };
+        let limit = bindings::xa_limit {
+            max: i32::MAX as u32,
+            min: 1,
+        };
         let mut id = 0u32;
         let _g = self.lock();
         // SAFETY: the xarray is initialised and locked; a NULL entry makes
         // __xa_alloc store XA_ZERO_ENTRY, which loads see as empty. It may drop
         // and retake the lock to allocate, as GFP_KERNEL_ACCOUNT allows.
         let rc = unsafe {
-            bindings::__xa_alloc(self.raw(), &mut id, ptr::null_mut(), limit, GFP_KERNEL_ACCOUNT.as_raw())
+            bindings::__xa_alloc(
+                self.raw(),
+                &mut id,
+                ptr::null_mut(),
+                limit,
+                GFP_KERNEL_ACCOUNT.as_raw(),
+            )
         };
         match rc {
             0 => Ok(id),

@@ -16,7 +16,9 @@ static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Records a warning; tests read it back with [`take_log`].
 pub fn log_warn(args: core::fmt::Arguments<'_>) {
-    LOG.lock().unwrap_or_else(|e| e.into_inner()).push(args.to_string());
+    LOG.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(args.to_string());
 }
 
 /// Returns and clears the warnings logged so far.
@@ -36,7 +38,9 @@ pub struct IdTable<U> {
 impl<U> IdTable<U> {
     /// Creates an empty table.
     pub fn new() -> Result<Self> {
-        Ok(Self { slots: Mutex::new(BTreeMap::new()) })
+        Ok(Self {
+            slots: Mutex::new(BTreeMap::new()),
+        })
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, Option<Arc<U>>>> {
@@ -121,7 +125,11 @@ impl FakeUserMem {
 
     /// Maps `len` zero bytes at `base`; writes fault unless `writable`.
     pub fn map_with(&self, base: u64, len: usize, writable: bool) {
-        let r = Region { base, bytes: vec![0; len], writable };
+        let r = Region {
+            base,
+            bytes: vec![0; len],
+            writable,
+        };
         self.regions.lock().unwrap().push(r);
     }
 
@@ -146,7 +154,12 @@ impl FakeUserMem {
     ) -> Result<R> {
         let mut regions = self.regions.lock().unwrap();
         let end = uaddr.checked_add(len as u64).ok_or(EFAULT)?;
-        for Region { base, bytes, writable } in regions.iter_mut() {
+        for Region {
+            base,
+            bytes,
+            writable,
+        } in regions.iter_mut()
+        {
             let rend = *base + bytes.len() as u64;
             if uaddr >= *base && end <= rend {
                 if write && !*writable {

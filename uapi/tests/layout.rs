@@ -70,7 +70,9 @@ fn c_layout(khdr: &std::path::Path) -> String {
         "C layout program did not compile (a Rust field the C struct lacks?):\n{}",
         String::from_utf8_lossy(&cc.stderr)
     );
-    let out = Command::new(&exe).output().expect("running the layout program");
+    let out = Command::new(&exe)
+        .output()
+        .expect("running the layout program");
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap()
 }
@@ -112,6 +114,10 @@ fn rust_structs_match_c_headers() {
 fn upstream_structs_are_in_the_upstream_header() {
     // Extension structs must never shadow upstream names and vice versa.
     for (name, _, _, header) in ALL_LAYOUTS {
-        assert_eq!(name.starts_with("iommu_rs_"), *header == "iommufd_rs.h", "{name}");
+        assert_eq!(
+            name.starts_with("iommu_rs_"),
+            *header == "iommufd_rs.h",
+            "{name}"
+        );
     }
 }
