@@ -54,7 +54,7 @@ module: kernel
 SELFTEST_CFLAGS = -I$(KDIR)/usr/include -I$(CURDIR)/uapi/include -I$(KSRC)/tools/testing/selftests
 
 selftests: kernel | $(BUILD)
-	mkdir -p $(BUILD)/guest
+	mkdir -p $(BUILD)/guest $(BUILD)/upstream-selftests
 	$(CC_STATIC) $(SELFTEST_CFLAGS) -o $(BUILD)/guest/iommufd_rs_abi selftests/iommufd_rs_abi.c
 	$(CC_STATIC) $(SELFTEST_CFLAGS) -o $(BUILD)/guest/iommufd_demo demo/iommufd_demo.c
 	$(MAKE) -s -C $(KSRC)/tools/testing/selftests/iommu OUTPUT=$(BUILD)/upstream-selftests \

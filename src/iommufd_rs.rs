@@ -29,7 +29,7 @@ pub mod ucmd;
 mod kmod;
 
 #[cfg(MODULE)]
-kernel::module! {
+kernel::prelude::module! {
     type: kmod::IommufdRs,
     name: "iommufd_rs",
     authors: ["The iommufd-rs developers"],

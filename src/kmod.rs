@@ -16,13 +16,13 @@ use kernel::{
 fn upstream_iommufd_present() -> bool {
     let sym = c"iommufd_ctx_get";
     // SAFETY: `sym` is a NUL-terminated string that outlives the call.
-    let addr = unsafe { bindings::__symbol_get(sym.as_ptr()) };
+    let addr = unsafe { bindings::__symbol_get(sym.as_char_ptr()) };
     if addr.is_null() {
         return false;
     }
     // SAFETY: `__symbol_get` succeeded, so we hold a reference on the owner
     // module that must be dropped.
-    unsafe { bindings::__symbol_put(sym.as_ptr()) };
+    unsafe { bindings::__symbol_put(sym.as_char_ptr()) };
     true
 }
 

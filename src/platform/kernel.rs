@@ -66,7 +66,7 @@ const XA_PRESENT: bindings::xa_mark_t = 8;
 ///
 /// `xa` is initialised, and every non-zero entry in it came from
 /// `Arc::<U>::into_foreign` and is owned by the table.
-pub struct IdTable<U: Send + Sync> {
+pub struct IdTable<U: Send + Sync + 'static> {
     xa: Pin<KBox<Opaque<bindings::xarray>>>,
     _owns: PhantomData<Arc<U>>,
 }
@@ -87,7 +87,7 @@ impl Drop for XaGuard {
     }
 }
 
-impl<U: Send + Sync> IdTable<U> {
+impl<U: Send + Sync + 'static> IdTable<U> {
     /// Creates an empty table.
     pub fn new() -> Result<Self> {
         let xa = KBox::pin_init(
@@ -132,7 +132,7 @@ impl<U: Send + Sync> IdTable<U> {
                 &mut id,
                 ptr::null_mut(),
                 limit,
-                GFP_KERNEL_ACCOUNT.as_raw(),
+                bindings::GFP_KERNEL_ACCOUNT,
             )
         };
         match rc {
@@ -149,7 +149,7 @@ impl<U: Send + Sync> IdTable<U> {
         // SAFETY: the xarray is locked; the slot exists (reserved), so the
         // store needs no allocation and cannot fail.
         let old = unsafe {
-            bindings::__xa_store(self.raw(), id as usize, entry, GFP_KERNEL_ACCOUNT.as_raw())
+            bindings::__xa_store(self.raw(), id as usize, entry, bindings::GFP_KERNEL_ACCOUNT)
         };
         if !old.is_null() {
             crate::warn_once!("iommufd_rs: publish of object {} replaced an entry", id);
@@ -227,7 +227,7 @@ impl<U: Send + Sync> IdTable<U> {
     }
 }
 
-impl<U: Send + Sync> Drop for IdTable<U> {
+impl<U: Send + Sync + 'static> Drop for IdTable<U> {
     fn drop(&mut self) {
         while self.pop_first().is_some() {}
         // SAFETY: initialised; no entries are left, reservations included
