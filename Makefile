@@ -6,6 +6,10 @@
 # KDIR=/lib/modules/$(uname -r)/build to use your own.
 
 SHELL := /bin/bash
+# Host Rust (cargo test, clippy, fmt, bindgen) is rustup's where it exists.
+ifneq ($(wildcard $(HOME)/.cargo/bin/cargo),)
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+endif
 CACHE ?= $(HOME)/.cache/iommufd-rs
 BUILD := $(CURDIR)/build
 BINDGEN_VERSION := 0.73.2

@@ -47,7 +47,7 @@ if [ ! -f "$out/.iommufd-rs-built" ]; then
 	[ $bad = 0 ] || die "kernel config check failed"
 	kmake rustavailable >/dev/null || die "Rust toolchain rejected by the kernel"
 	log "building kernel (about 4-6 minutes on 2 cores)"
-	kmake -j"$(nproc)" all
+	kmake -j"$(nproc)" all >&2
 	kmake headers_install >/dev/null
 	touch "$out/.iommufd-rs-built"
 fi
