@@ -55,6 +55,22 @@ def count(body):
     return res
 
 
+def kunit_suites(dmesg):
+    """Yields (suite, TAP body) for every KUnit suite of ours in the kernel log
+    (they run when the module loads); the body is dedented to top level."""
+    lines = [re.sub(r"^\[\s*\d+\.\d+\] ?", "", l) for l in dmesg.splitlines()]
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\s*)# Subtest: (iommufd_rs\w*)$", line)
+        if not m:
+            continue
+        indent, name, body = m.group(1), m.group(2), []
+        for l in lines[i + 1:]:
+            if re.match(rf"^\s*(not )?ok \d+ {name}\b", l):
+                break
+            body.append(l[len(indent):] if l.startswith(indent) else l)
+        yield name, body
+
+
 def main():
     mode, out = sys.argv[1], Path(sys.argv[2])
     log = (out / "results.log").read_text(errors="replace") if (out / "results.log").exists() else ""
@@ -67,6 +83,8 @@ def main():
     dmesg = "\n".join(merged.pop("dmesg", {"body": []})["body"])
     (out / "dmesg.txt").write_text(dmesg + "\n")
     done = "@@@ DONE" in log
+    for name, body in kunit_suites(dmesg):
+        merged[f"kunit_{name}@iommufd_rs"] = {"server": "iommufd_rs", "body": body, "rc": 0}
 
     problems = []
     if not done:
@@ -87,7 +105,7 @@ def main():
         (out / f"{name}.tap").write_text("\n".join(s["body"]) + "\n")
         c = count(s["body"])
         summary["suites"][name] = dict(c, server=s["server"], exit_code=s["rc"])
-        ours = name.startswith(("iommufd_rs_abi@", "module_lifecycle"))
+        ours = name.startswith(("iommufd_rs_abi@", "module_lifecycle", "kunit_"))
         if ours and (c["fail"] or not c["complete"] or c["pass"] == 0):
             problems.append(f"suite {name} failed: {c}")
         if name == "upstream_iommufd@iommufd" and not c["complete"]:
@@ -97,6 +115,8 @@ def main():
         summary["upstream_baseline_expected"] = UPSTREAM_BASELINE
         if base is None:
             problems.append("the upstream baseline did not run")
+        if not any(n.startswith("kunit_") for n in summary["suites"]):
+            problems.append("no KUnit suite of iommufd_rs ran at module load")
     summary["problems"] = problems
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 

@@ -235,3 +235,84 @@ impl<U: Send + Sync + 'static> Drop for IdTable<U> {
         unsafe { bindings::xa_destroy(self.raw()) };
     }
 }
+
+/// The kernel backend's own invariants, run by KUnit when the module loads
+/// (the host build tests the portable logic on its own backend instead).
+#[kernel::prelude::kunit_tests(iommufd_rs_platform)]
+mod tests {
+    use super::*;
+    use core::sync::atomic::{AtomicUsize, Ordering};
+
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+
+    struct Counted(u32);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn counted(v: u32) -> Arc<Counted> {
+        arc_new(Counted(v)).expect("allocation in a KUnit test")
+    }
+
+    #[test]
+    fn ids_are_lowest_free_from_one() {
+        let t = IdTable::<Counted>::new().expect("table");
+        assert_eq!(t.reserve(), Ok(1));
+        assert_eq!(t.reserve(), Ok(2));
+        assert_eq!(t.reserve(), Ok(3));
+        t.unreserve(2);
+        assert_eq!(t.reserve(), Ok(2));
+    }
+
+    #[test]
+    fn reserved_ids_are_invisible_until_published() {
+        let t = IdTable::<Counted>::new().expect("table");
+        let id = t.reserve().expect("reserve");
+        assert!(t.get_if(id, |_| true).is_none());
+        assert!(t.remove_if(id, |_| Ok(())).is_none());
+        assert!(t.pop_first().is_none());
+        t.publish(id, counted(7));
+        assert_eq!(t.get_if(id, |_| true).map(|o| o.0), Some(7));
+        assert!(t.get_if(id, |o| o.0 == 8).is_none());
+        // unreserve must not remove a published entry.
+        t.unreserve(id);
+        assert!(t.get_if(id, |_| true).is_some());
+    }
+
+    #[test]
+    fn remove_respects_the_check_and_returns_ownership() {
+        let t = IdTable::<Counted>::new().expect("table");
+        let id = t.reserve().expect("reserve");
+        t.publish(id, counted(1));
+        let busy = t.remove_if(id, |_| Err(EBUSY));
+        assert!(matches!(busy, Some(Err(e)) if e == EBUSY));
+        assert!(t.get_if(id, |_| true).is_some());
+        let before = DROPS.load(Ordering::Relaxed);
+        let removed = t.remove_if(id, |_| Ok(()));
+        assert!(matches!(removed, Some(Ok(_))));
+        drop(removed);
+        assert_eq!(DROPS.load(Ordering::Relaxed), before + 1);
+        assert!(t.get_if(id, |_| true).is_none());
+        assert_eq!(t.reserve(), Ok(id));
+    }
+
+    #[test]
+    fn teardown_frees_every_entry() {
+        let before = DROPS.load(Ordering::Relaxed);
+        {
+            let t = IdTable::<Counted>::new().expect("table");
+            for v in 0..100 {
+                let id = t.reserve().expect("reserve");
+                t.publish(id, counted(v));
+            }
+            // A reservation left behind must not leak either.
+            let _ = t.reserve().expect("reserve");
+            let first = t.pop_first().expect("an entry");
+            assert_eq!(first.0, 0);
+        }
+        assert_eq!(DROPS.load(Ordering::Relaxed), before + 100);
+    }
+}
