@@ -51,6 +51,12 @@ errnos! {
     EMSGSIZE = 90, "Output buffer too small.";
     EOPNOTSUPP = 95, "Flag or reserved field not supported.";
     EADDRINUSE = 98, "Address range in use or reserved.";
+    ENXIO = 6, "No such offset.";
+    EBADF = 9, "Bad file descriptor.";
+    EDEADLK = 35, "An access does not respond to unmap requests.";
+    EBADE = 52, "Pinned pages differ from the user's.";
+    EBADFD = 77, "Not the expected kind of file.";
+    ERANGE = 34, "Result out of range.";
 }
 
 impl core::fmt::Display for Errno {

@@ -1,7 +1,7 @@
 //! Kernel glue: module init and the `/dev/iommu` misc device. Thin on
 //! purpose: every decision is made by the portable dispatcher in `ucmd`.
 
-use crate::platform::UserSpace;
+use crate::platform::{Arc, UserSpace};
 use crate::ucmd::{self, Ictx};
 use kernel::{
     bindings,
@@ -53,18 +53,38 @@ struct IommufdFile;
 
 #[vtable]
 impl MiscDevice for IommufdFile {
-    type Ptr = KBox<Ictx>;
+    type Ptr = Arc<Ictx>;
 
-    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Ictx>> {
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Arc<Ictx>> {
         let ictx = Ictx::new().map_err(to_error)?;
-        Ok(KBox::new(ictx, GFP_KERNEL_ACCOUNT)?)
+        Ok(Arc::new(ictx, GFP_KERNEL_ACCOUNT)?)
     }
 
-    fn ioctl(ictx: &Ictx, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
-        ucmd::ioctl(ictx, &UserSpace, cmd, arg as u64).map_err(to_error)
+    fn ioctl(
+        ictx: kernel::sync::ArcBorrow<'_, Ictx>,
+        _file: &File,
+        cmd: u32,
+        arg: usize,
+    ) -> Result<isize> {
+        let ictx: Arc<Ictx> = ictx.into();
+        ucmd::ioctl(&ictx, &UserSpace, cmd, arg as u64).map_err(to_error)
     }
 }
 
 fn to_error(e: crate::errno::Errno) -> Error {
     Error::from_errno(-e.as_positive())
+}
+
+/// Release hook of access fds, called by the C shim.
+///
+/// # Safety
+///
+/// `priv_` is the private data of an access file being released.
+#[no_mangle]
+pub unsafe extern "C" fn iommufd_rs_access_release(priv_: *mut core::ffi::c_void) {
+    // SAFETY: by the function's contract.
+    let owner = unsafe {
+        crate::platform::access_file_release::<crate::drivers::mock::StAccessFile>(priv_)
+    };
+    crate::drivers::mock::access_file_released(owner);
 }

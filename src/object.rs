@@ -14,9 +14,12 @@
 //! * Memory lifetime is the platform [`Arc`]: a removed object is freed when
 //!   its last `Arc` goes, which may be after the table dropped it.
 
+use crate::device_bind::Device;
+use crate::drivers::mock::{SelftestDevice, StAccessObj};
 use crate::errno::{Result, EBUSY, ENOENT};
+use crate::hw_pagetable::HwptPaging;
 use crate::ioas::Ioas;
-use crate::platform::{arc_new, Arc, IdTable};
+use crate::platform::{arc_new, Arc, IdTable, PVec, VecExt};
 use core::sync::atomic::{AtomicU32, Ordering};
 
 /// The kinds of object userspace can name by ID.
@@ -24,12 +27,28 @@ use core::sync::atomic::{AtomicU32, Ordering};
 pub enum ObjKind {
     /// An IO address space (`IOMMU_IOAS_ALLOC`).
     Ioas,
+    /// A bound device (created by its driver; here the mock driver).
+    Device,
+    /// A paging hardware page table (an IOMMU domain over an IOAS).
+    HwptPaging,
+    /// An in-kernel access to an IOAS (emulated devices, the selftest).
+    Access,
+    /// A selftest object (mock device wrapper, `IOMMUFD_OBJ_SELFTEST`).
+    Selftest,
 }
 
 /// What an object is; the kind is derived from it.
 pub enum Payload {
     /// An IO address space.
     Ioas(Ioas),
+    /// A bound device.
+    Device(Device),
+    /// A paging HWPT.
+    HwptPaging(HwptPaging),
+    /// An access.
+    Access(StAccessObj),
+    /// A selftest mock device.
+    Selftest(SelftestDevice),
 }
 
 impl Payload {
@@ -37,21 +56,48 @@ impl Payload {
     pub fn kind(&self) -> ObjKind {
         match self {
             Payload::Ioas(_) => ObjKind::Ioas,
+            Payload::Device(_) => ObjKind::Device,
+            Payload::HwptPaging(_) => ObjKind::HwptPaging,
+            Payload::Access(_) => ObjKind::Access,
+            Payload::Selftest(_) => ObjKind::Selftest,
         }
     }
 }
 
 /// An object in the table.
 pub struct Object {
+    id: u32,
     users: AtomicU32,
     inflight: AtomicU32,
     payload: Payload,
+}
+
+/// Returns the payload of `$obj` if it is a `Payload::$variant`.
+#[macro_export]
+macro_rules! payload {
+    ($obj:expr, $variant:ident) => {
+        match $obj.payload() {
+            $crate::object::Payload::$variant(p) => Some(p),
+            _ => None,
+        }
+    };
 }
 
 impl Object {
     /// The object's payload.
     pub fn payload(&self) -> &Payload {
         &self.payload
+    }
+
+    /// The object's ID.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Takes a structural reference (`users`), e.g. a HWPT on its IOAS.
+    pub fn hold(self: &Arc<Self>) -> Holder {
+        self.users.fetch_add(1, Ordering::AcqRel);
+        Holder { obj: self.clone() }
     }
 
     /// The number of structural users, the table's own reference included.
@@ -65,6 +111,25 @@ impl Object {
     }
 }
 
+/// A structural reference on an object: while it lives, `IOMMU_DESTROY` of
+/// the object is `EBUSY`.
+pub struct Holder {
+    obj: Arc<Object>,
+}
+
+impl Holder {
+    /// The held object.
+    pub fn object(&self) -> &Arc<Object> {
+        &self.obj
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        self.obj.users.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// An ioctl-scoped reference to a published object. While it lives the
 /// object cannot be destroyed by `IOMMU_DESTROY` (`EBUSY`).
 pub struct ObjRef {
@@ -73,7 +138,7 @@ pub struct ObjRef {
 
 impl ObjRef {
     /// The referenced object.
-    pub fn object(&self) -> &Object {
+    pub fn object(&self) -> &Arc<Object> {
         &self.obj
     }
 }
@@ -97,6 +162,11 @@ impl NewObject<'_> {
     /// The reserved ID, to report to userspace before publishing.
     pub fn id(&self) -> u32 {
         self.id
+    }
+
+    /// The object being built.
+    pub fn object(&self) -> Option<&Arc<Object>> {
+        self.obj.as_ref()
     }
 
     /// Makes the object visible. Call only when nothing can fail any more.
@@ -128,14 +198,25 @@ impl ObjectTable {
         })
     }
 
-    /// Allocates an object and reserves its ID (`ENOMEM`, `EBUSY`).
-    pub fn reserve(&self, payload: Payload) -> Result<NewObject<'_>> {
-        let obj = arc_new(Object {
-            users: AtomicU32::new(1),
-            inflight: AtomicU32::new(0),
-            payload,
-        })?;
+    /// Reserves an ID and allocates the object `make` builds for it
+    /// (`ENOMEM`, `EBUSY`, or `make`'s error, with the ID released).
+    pub fn reserve_with(&self, make: impl FnOnce(u32) -> Result<Payload>) -> Result<NewObject<'_>> {
         let id = self.ids.reserve()?;
+        let obj = make(id).and_then(|payload| {
+            arc_new(Object {
+                id,
+                users: AtomicU32::new(1),
+                inflight: AtomicU32::new(0),
+                payload,
+            })
+        });
+        let obj = match obj {
+            Ok(o) => o,
+            Err(e) => {
+                self.ids.unreserve(id);
+                return Err(e);
+            }
+        };
         Ok(NewObject {
             table: self,
             id,
@@ -162,21 +243,74 @@ impl ObjectTable {
         Ok(ObjRef { obj })
     }
 
-    /// `IOMMU_DESTROY`: removes the object if the table holds its only
-    /// reference (`EBUSY` otherwise, `ENOENT` if there is no such object).
-    pub fn destroy(&self, id: u32) -> Result {
-        let removed = self.ids.remove_if(id, |o| {
-            o.users
-                .compare_exchange(1, 0, Ordering::AcqRel, Ordering::Acquire)
-                .map(|_| ())
-                .map_err(|_| EBUSY)
-        });
-        // The object is dropped here, outside the table lock.
-        removed.ok_or(ENOENT)?.map(drop)
+    /// Allocates an object and reserves its ID (`ENOMEM`, `EBUSY`).
+    pub fn reserve(&self, payload: Payload) -> Result<NewObject<'_>> {
+        self.reserve_with(|_| Ok(payload))
     }
 
-    /// Drops every object (file release). References between objects are
-    /// `Arc`s, so each object is freed once its last user has gone.
+    /// `IOMMU_DESTROY`: removes the object if the table holds its only
+    /// reference (`EBUSY` otherwise, `ENOENT` if there is no such object).
+    /// The caller tears the returned object down.
+    pub fn remove(&self, id: u32) -> Result<Arc<Object>> {
+        self.ids
+            .remove_if(id, |o| {
+                o.users
+                    .compare_exchange(1, 0, Ordering::AcqRel, Ordering::Acquire)
+                    .map(|_| ())
+                    .map_err(|_| EBUSY)
+            })
+            .ok_or(ENOENT)?
+    }
+
+    /// Like [`Self::remove`], but only if `obj` is still the object under its
+    /// ID (`ENOENT` otherwise).
+    pub fn remove_exact(&self, obj: &Arc<Object>) -> Result<Arc<Object>> {
+        self.ids
+            .remove_if(obj.id, |o| {
+                if !core::ptr::eq(o, &**obj) {
+                    return Err(ENOENT);
+                }
+                o.users
+                    .compare_exchange(1, 0, Ordering::AcqRel, Ordering::Acquire)
+                    .map(|_| ())
+                    .map_err(|_| EBUSY)
+            })
+            .ok_or(ENOENT)?
+    }
+
+    /// Removes the lowest-ID object nothing else references (file release
+    /// tears objects down leaf first this way).
+    pub fn remove_unused(&self) -> Option<Arc<Object>> {
+        self.ids.remove_first_if(|o| {
+            o.users
+                .compare_exchange(1, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        })
+    }
+
+    /// Any published object (to test for emptiness).
+    pub fn next_any(&self) -> Option<Arc<Object>> {
+        self.ids.next_from(1).map(|(_, o)| o)
+    }
+
+    /// Every published object of `kind` (any if `None`), by ID.
+    pub fn collect(&self, kind: Option<ObjKind>) -> Result<PVec<Arc<Object>>> {
+        let mut out = PVec::new();
+        let mut from = 1u32;
+        while let Some((id, o)) = self.ids.next_from(from) {
+            if kind.is_none_or(|k| k == o.payload.kind()) {
+                out.try_push(o)?;
+            }
+            let Some(next) = id.checked_add(1) else {
+                break;
+            };
+            from = next;
+        }
+        Ok(out)
+    }
+
+    /// Drops every object left. Only for objects that were torn down
+    /// already or never had dependents.
     pub fn clear(&self) {
         while let Some(obj) = self.ids.pop_first() {
             obj.users.fetch_sub(1, Ordering::AcqRel);

@@ -11,15 +11,40 @@
 //! * Bad user pointers are `EFAULT`.
 
 use crate::errno::{Result, E2BIG, EFAULT, EINVAL, ENOTTY, EOPNOTSUPP};
-use crate::object::ObjectTable;
-use crate::platform::UserMem;
-use crate::uapi::{cmd, iommufd_io, IommuDestroy, IommuIoasAlloc, IommuRsInfo};
+use crate::object::{Object, ObjectTable, Payload};
+use crate::platform::{Arc, CtxCell, CtxLock, Held, UserMem};
+use crate::uapi::{cmd, iommufd_io, IommuDestroy, IommuRsInfo};
 use core::mem::size_of;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-/// The state behind one open `/dev/iommu` file.
+/// Per-file settings.
+struct CtxState {
+    /// `IOMMU_OPTION_RLIMIT_MODE`: charge pins to the mm (VFIO style)
+    /// instead of the user.
+    account_mm: bool,
+    /// The IOAS the VFIO compatibility ioctls use.
+    vfio_ioas: Option<u32>,
+    /// The VFIO IOMMU type set by `VFIO_SET_IOMMU` (0: none yet).
+    vfio_type: u32,
+}
+
+/// The state behind one open `/dev/iommu`.
 pub struct Ictx {
     objects: ObjectTable,
+    lock: CtxLock,
+    st: CtxCell<CtxState>,
+}
+
+/// What every handler works with: the file and the proof that its lock is
+/// held.
+pub struct Cx<'a> {
+    /// The file's state.
+    pub ictx: &'a Ictx,
+    /// The file's state as a shared reference, for objects that keep the
+    /// context alive (access fds); `None` during release.
+    pub arc: Option<&'a Arc<Ictx>>,
+    /// The context lock.
+    pub held: &'a Held<'a>,
 }
 
 impl Ictx {
@@ -27,12 +52,97 @@ impl Ictx {
     pub fn new() -> Result<Self> {
         Ok(Self {
             objects: ObjectTable::new()?,
+            lock: CtxLock::new()?,
+            st: CtxCell::new(CtxState {
+                account_mm: false,
+                vfio_ioas: None,
+                vfio_type: 0,
+            }),
         })
     }
 
     /// The file's objects.
     pub fn objects(&self) -> &ObjectTable {
         &self.objects
+    }
+
+    /// Takes the context lock.
+    pub fn lock(&self) -> Held<'_> {
+        self.lock.lock()
+    }
+
+    /// True in mm accounting mode.
+    pub fn account_mm(&self, held: &Held<'_>) -> Result<bool> {
+        Ok(self.st.get(held)?.account_mm)
+    }
+
+    /// Sets the accounting mode; `EBUSY` once any object exists.
+    pub fn set_account_mm(&self, held: &Held<'_>, mm: bool) -> Result {
+        if self.objects.next_any().is_some() {
+            return Err(crate::errno::EBUSY);
+        }
+        self.st.get(held)?.account_mm = mm;
+        Ok(())
+    }
+
+    /// The VFIO compatibility IOAS.
+    pub fn vfio_ioas(&self, held: &Held<'_>) -> Result<Option<u32>> {
+        Ok(self.st.get(held)?.vfio_ioas)
+    }
+
+    /// Sets or clears the VFIO compatibility IOAS.
+    pub fn set_vfio_ioas(&self, held: &Held<'_>, id: Option<u32>) -> Result {
+        self.st.get(held)?.vfio_ioas = id;
+        Ok(())
+    }
+
+    /// The VFIO IOMMU type.
+    pub fn vfio_type(&self, held: &Held<'_>) -> Result<u32> {
+        Ok(self.st.get(held)?.vfio_type)
+    }
+
+    /// Sets the VFIO IOMMU type.
+    pub fn set_vfio_type(&self, held: &Held<'_>, t: u32) -> Result {
+        self.st.get(held)?.vfio_type = t;
+        Ok(())
+    }
+
+    /// Tears every object down, leaf first.
+    fn teardown(&self) {
+        let held = self.lock();
+        let cx = Cx {
+            ictx: self,
+            arc: None,
+            held: &held,
+        };
+        while let Some(obj) = self.objects.remove_unused() {
+            destroy_object(&cx, &obj);
+        }
+        if self.objects.next_any().is_some() {
+            crate::warn_once!("iommufd_rs: objects left with users at release");
+        }
+        self.objects.clear();
+    }
+}
+
+impl Drop for Ictx {
+    /// The last reference (the `/dev/iommu` file or an access fd) is gone.
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+/// Runs the teardown of a removed object.
+pub fn destroy_object(cx: &Cx<'_>, obj: &Arc<Object>) {
+    let r = match obj.payload() {
+        Payload::Ioas(_) => crate::ioas::ioas_destroy(cx, obj),
+        Payload::HwptPaging(_) => crate::hw_pagetable::hwpt_paging_destroy(cx, obj),
+        Payload::Device(_) => Ok(()),
+        Payload::Access(_) => crate::drivers::mock::access_destroy(cx, obj),
+        Payload::Selftest(_) => crate::drivers::mock::selftest_destroy(cx, obj),
+    };
+    if let Err(e) = r {
+        crate::warn_once!("iommufd_rs: teardown of object {} failed: {}", obj.id(), e);
     }
 }
 
@@ -63,6 +173,28 @@ impl Ucmd<'_> {
         Ok(v)
     }
 
+    /// Reads a `T` at another user address (arrays the command points to).
+    pub fn read_at<T: FromBytes + IntoBytes + KnownLayout + Immutable>(&self, uaddr: u64) -> Result<T> {
+        let mut v = T::new_zeroed();
+        self.mem.read(uaddr, v.as_mut_bytes())?;
+        Ok(v)
+    }
+
+    /// Reads bytes at a user address.
+    pub fn read_bytes(&self, uaddr: u64, out: &mut [u8]) -> Result {
+        self.mem.read(uaddr, out)
+    }
+
+    /// Writes bytes at a user address.
+    pub fn write_at(&self, uaddr: u64, data: &[u8]) -> Result {
+        self.mem.write(uaddr, data)
+    }
+
+    /// The raw argument (the struct's user address).
+    pub fn arg(&self) -> u64 {
+        self.arg
+    }
+
     /// Writes the reply, truncated to the user's size.
     pub fn respond<T: IntoBytes + Immutable>(&self, v: &T) -> Result {
         let n = (self.user_size as usize).min(size_of::<T>());
@@ -85,7 +217,7 @@ fn check_zeroed(mem: &dyn UserMem, mut addr: u64, mut len: usize) -> Result {
     Ok(())
 }
 
-type Handler = fn(&Ictx, &Ucmd<'_>) -> Result;
+type Handler = fn(&Cx<'_>, &Ucmd<'_>) -> Result;
 
 struct Op {
     nr: u32,
@@ -102,6 +234,29 @@ macro_rules! min_size {
     }};
 }
 
+macro_rules! op {
+    ($nr:ident, $t:ident, $last:ident, $h:path) => {
+        Op {
+            nr: cmd::$nr,
+            min_size: min_size_any!(crate::uapi::$t, $last),
+            handler: $h,
+        }
+    };
+}
+
+/// `offsetofend(T, field)` for a field of any size.
+macro_rules! min_size_any {
+    ($t:ty, $field:ident) => {{
+        const fn size_of_field<F>(_: *const F) -> usize {
+            size_of::<F>()
+        }
+        let u = core::mem::MaybeUninit::<$t>::uninit();
+        // SAFETY: only the field's address is taken, nothing is read.
+        let f = unsafe { core::ptr::addr_of!((*u.as_ptr()).$field) };
+        (core::mem::offset_of!($t, $field) + size_of_field(f)) as u32
+    }};
+}
+
 /// The command table. `IOMMU_RS_INFO` derives its bitmaps from it.
 const OPS: &[Op] = &[
     Op {
@@ -109,11 +264,18 @@ const OPS: &[Op] = &[
         min_size: min_size!(IommuDestroy, id),
         handler: destroy,
     },
-    Op {
-        nr: cmd::IOAS_ALLOC,
-        min_size: min_size!(IommuIoasAlloc, out_ioas_id),
-        handler: crate::ioas::ioas_alloc,
-    },
+    op!(IOAS_ALLOC, IommuIoasAlloc, out_ioas_id, crate::ioas::ioas_alloc),
+    op!(IOAS_ALLOW_IOVAS, IommuIoasAllowIovas, allowed_iovas, crate::ioas::ioas_allow_iovas),
+    op!(IOAS_COPY, IommuIoasCopy, src_iova, crate::ioas::ioas_copy),
+    op!(IOAS_IOVA_RANGES, IommuIoasIovaRanges, out_iova_alignment, crate::ioas::ioas_iova_ranges),
+    op!(IOAS_MAP, IommuIoasMap, iova, crate::ioas::ioas_map),
+    op!(IOAS_UNMAP, IommuIoasUnmap, length, crate::ioas::ioas_unmap),
+    op!(OPTION, IommuOption, val64, crate::ioas::option),
+    op!(VFIO_IOAS, IommuVfioIoas, __reserved, crate::ioas::vfio_compat::vfio_ioas),
+    op!(HWPT_ALLOC, IommuHwptAlloc, __reserved, crate::hw_pagetable::hwpt_alloc),
+    op!(IOAS_MAP_FILE, IommuIoasMapFile, iova, crate::ioas::ioas_map_file),
+    op!(IOAS_CHANGE_PROCESS, IommuIoasChangeProcess, __reserved, crate::ioas::ioas_change_process),
+    op!(TEST, IommuTestCmd, last, crate::drivers::mock::test_cmd),
     // Extensions have no history yet: their minimum is the whole struct.
     Op {
         nr: cmd::RS_INFO,
@@ -123,21 +285,37 @@ const OPS: &[Op] = &[
 ];
 
 /// Handles one ioctl on a `/dev/iommu` file.
-pub fn ioctl(ictx: &Ictx, mem: &dyn UserMem, ioctl_cmd: u32, arg: u64) -> Result<isize> {
+pub fn ioctl(ictx: &Arc<Ictx>, mem: &dyn UserMem, ioctl_cmd: u32, arg: u64) -> Result<isize> {
     // An exact match of the whole number, as upstream: `_IOWR(';', 0x81, x)`
     // is not IOMMU_IOAS_ALLOC.
-    let op = OPS
-        .iter()
-        .find(|op| iommufd_io(op.nr) == ioctl_cmd)
-        .ok_or(ENOTTY)?;
+    let Some(op) = OPS.iter().find(|op| iommufd_io(op.nr) == ioctl_cmd) else {
+        // Numbers below the iommufd range are the VFIO type1 container
+        // ioctls, served on the same fd.
+        if crate::ioas::vfio_compat::is_vfio_cmd(ioctl_cmd) {
+            let held = ictx.lock();
+            let cx = Cx {
+                ictx,
+                arc: Some(ictx),
+                held: &held,
+            };
+            return crate::ioas::vfio_compat::ioctl(&cx, mem, ioctl_cmd, arg);
+        }
+        return Err(ENOTTY);
+    };
     let mut size = [0u8; 4];
     mem.read(arg, &mut size)?;
     let user_size = u32::from_ne_bytes(size);
     if user_size < op.min_size {
         return Err(EINVAL);
     }
-    (op.handler)(
+    let held = ictx.lock();
+    let cx = Cx {
         ictx,
+        arc: Some(ictx),
+        held: &held,
+    };
+    (op.handler)(
+        &cx,
         &Ucmd {
             mem,
             arg,
@@ -148,9 +326,13 @@ pub fn ioctl(ictx: &Ictx, mem: &dyn UserMem, ioctl_cmd: u32, arg: u64) -> Result
 }
 
 /// `IOMMU_DESTROY`.
-fn destroy(ictx: &Ictx, ucmd: &Ucmd<'_>) -> Result {
+fn destroy(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
     let cmd: IommuDestroy = ucmd.read()?;
-    ictx.objects().destroy(cmd.id)
+    // Devices and accesses belong to their drivers: the driver's reference
+    // makes them EBUSY here.
+    let obj = cx.ictx.objects().remove(cmd.id)?;
+    destroy_object(cx, &obj);
+    Ok(())
 }
 
 /// Bit `nr - base` for every served command in `base..base + 64`.
@@ -161,7 +343,7 @@ fn served_bitmap(base: u32) -> u64 {
 }
 
 /// `IOMMU_RS_INFO` (extension): who serves `/dev/iommu` and what it serves.
-fn rs_info(_ictx: &Ictx, ucmd: &Ucmd<'_>) -> Result {
+fn rs_info(_cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
     let mut info: IommuRsInfo = ucmd.read()?;
     if info.flags != 0 || info.__reserved != 0 {
         return Err(EOPNOTSUPP);

@@ -2,7 +2,7 @@
 //! touches `kernel::` and raw bindings; everything `unsafe` about the object
 //! table lives here.
 
-use crate::errno::{Errno, Result, EBUSY, EFAULT, ENOMEM};
+use crate::errno::{from_kernel, Result, EBUSY, EFAULT, ENOMEM};
 use core::{marker::PhantomData, ptr};
 use kernel::{
     alloc::flags::GFP_KERNEL_ACCOUNT,
@@ -25,10 +25,6 @@ pub fn log_warn(args: core::fmt::Arguments<'_>) {
     pr_warn!("{}\n", args);
 }
 
-/// Converts a kernel error into the errno portable code reports.
-pub fn errno_of(e: Error) -> Errno {
-    crate::errno::from_kernel(e.to_errno())
-}
 
 /// The user memory of the current task.
 pub struct UserSpace;
@@ -53,6 +49,381 @@ impl super::UserMem for UserSpace {
             .write_slice(data)
             .map_err(|_| EFAULT)
     }
+}
+
+/// The file's context lock (see [`super::CtxCell`]).
+pub struct CtxLock {
+    m: Pin<KBox<kernel::sync::Mutex<()>>>,
+}
+
+/// Proof that the context lock is held, for as long as it lives.
+pub struct Held<'a> {
+    _g: kernel::sync::MutexGuard<'a, ()>,
+}
+
+impl CtxLock {
+    /// A new, unlocked context lock (`ENOMEM`).
+    pub fn new() -> Result<Self> {
+        Ok(Self {
+            m: KBox::pin_init(kernel::new_mutex!((), "iommufd_rs_ctx"), GFP_KERNEL_ACCOUNT)
+                .map_err(|_| ENOMEM)?,
+        })
+    }
+
+    /// Takes the lock (sleeps).
+    pub fn lock(&self) -> Held<'_> {
+        Held { _g: self.m.lock() }
+    }
+}
+
+/// The platform vector: kvmalloc-backed, fallible.
+pub type PVec<T> = KVVec<T>;
+
+impl<T> super::VecExt<T> for KVVec<T> {
+    fn try_push(&mut self, v: T) -> Result {
+        self.push(v, GFP_KERNEL_ACCOUNT).map_err(|_| ENOMEM)
+    }
+
+    fn try_reserve_for(&mut self, n: usize) -> Result {
+        self.reserve(n, GFP_KERNEL_ACCOUNT).map_err(|_| ENOMEM)
+    }
+
+    fn try_insert(&mut self, i: usize, v: T) -> Result {
+        self.reserve(1, GFP_KERNEL_ACCOUNT).map_err(|_| ENOMEM)?;
+        self.insert_within_capacity(i, v).map_err(|_| ENOMEM)
+    }
+
+    fn try_resize(&mut self, n: usize, v: T) -> Result
+    where
+        T: Clone,
+    {
+        self.resize(n, v, GFP_KERNEL_ACCOUNT).map_err(|_| ENOMEM)
+    }
+
+    fn remove_range(&mut self, start: usize, end: usize) {
+        let len = self.len();
+        if start >= end || end > len {
+            return;
+        }
+        self.as_mut_slice()[start..].rotate_left(end - start);
+        self.truncate(len - (end - start));
+    }
+
+    fn remove_at(&mut self, i: usize) -> Option<T> {
+        self.remove(i).ok()
+    }
+}
+
+/// `struct page`, only ever handled by pointer.
+#[repr(C)]
+pub struct RawPage {
+    _opaque: [u8; 0],
+}
+
+/// `struct file`, only ever handled by pointer.
+#[repr(C)]
+pub struct RawFile {
+    _opaque: [u8; 0],
+}
+
+/// The opaque pinning source of the C shim.
+#[repr(C)]
+struct RawSource {
+    _opaque: [u8; 0],
+}
+
+extern "C" {
+    fn iommufd_rs_source_user(base: usize, writable: bool) -> *mut RawSource;
+    fn iommufd_rs_source_file(
+        fd: i32,
+        base: usize,
+        writable: bool,
+        out: *mut *mut RawSource,
+    ) -> i32;
+    fn iommufd_rs_source_free(src: *mut RawSource);
+    fn iommufd_rs_source_set_mm_mode(src: *mut RawSource);
+    fn iommufd_rs_source_is_file(src: *const RawSource) -> bool;
+    fn iommufd_rs_source_pin(
+        src: *mut RawSource,
+        index: usize,
+        npages: usize,
+        pages: *mut *mut RawPage,
+    ) -> isize;
+    fn iommufd_rs_unpin(pages: *mut *mut RawPage, npages: usize);
+    fn iommufd_rs_source_account(src: *mut RawSource, npages: usize, inc: bool) -> i32;
+    fn iommufd_rs_owner_new(src: *const RawSource, npages: usize, out: *mut *mut RawSource) -> i32;
+    fn iommufd_rs_owner_commit(src: *mut RawSource, owner: *mut RawSource, npages: usize);
+    fn iommufd_rs_owner_abort(owner: *mut RawSource, npages: usize);
+    fn iommufd_rs_page_pfn(page: *mut RawPage) -> usize;
+    fn iommufd_rs_user_page_info(uaddr: usize, pfn: *mut u64, pins: *mut i32) -> i32;
+    fn iommufd_rs_page_copy(
+        page: *mut RawPage,
+        offset: u32,
+        buf: *mut core::ffi::c_void,
+        len: u32,
+        to_page: bool,
+    );
+    fn iommufd_rs_capable(cap: i32) -> bool;
+    fn iommufd_rs_access_file(
+        priv_: *mut core::ffi::c_void,
+        filep: *mut *mut RawFile,
+    ) -> i32;
+    fn iommufd_rs_fd_install(fd: i32, file: *mut RawFile);
+    fn iommufd_rs_fd_abort(fd: i32, file: *mut RawFile);
+    fn iommufd_rs_access_get(
+        fd: i32,
+        filep: *mut *mut RawFile,
+    ) -> *mut core::ffi::c_void;
+    fn iommufd_rs_file_put(file: *mut RawFile);
+}
+
+fn check(rc: i32) -> Result {
+    if rc < 0 {
+        Err(from_kernel(rc))
+    } else {
+        Ok(())
+    }
+}
+
+/// A pinned page.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PageRef(*mut RawPage);
+
+// SAFETY: a pinned page may be used and released from any thread.
+unsafe impl Send for PageRef {}
+// SAFETY: `PageRef` is an address; it gives no access by itself.
+unsafe impl Sync for PageRef {}
+
+impl Default for PageRef {
+    /// No page (a null pointer).
+    #[allow(clippy::derivable_impls)] // `*mut T` has no derivable Default.
+    fn default() -> Self {
+        Self(ptr::null_mut())
+    }
+}
+
+impl PageRef {
+    /// The physical address of the page.
+    pub fn phys(self) -> u64 {
+        // SAFETY: `self` is a page pinned by `PinSource::pin`.
+        (unsafe { iommufd_rs_page_pfn(self.0) } as u64) * super::PAGE_SIZE
+    }
+
+    /// Copies between `buf` and the page at `offset` (`to_page` = write).
+    pub fn copy(self, offset: usize, buf: &mut [u8], to_page: bool) {
+        let len = buf.len().min(super::PAGE_SIZE as usize - offset.min(super::PAGE_SIZE as usize));
+        // SAFETY: the page is pinned, `offset + len <= PAGE_SIZE` and `buf`
+        // is valid for `len` bytes.
+        unsafe {
+            iommufd_rs_page_copy(self.0, offset as u32, buf.as_mut_ptr().cast(), len as u32, to_page)
+        }
+    }
+}
+
+/// Releases pins taken by [`PinSource::pin`].
+pub fn unpin(pages: &mut [PageRef]) {
+    if pages.is_empty() {
+        return;
+    }
+    // SAFETY: `PageRef` is a transparent page pointer; the pages were pinned
+    // once each by `PinSource::pin` and the caller gives that pin up.
+    unsafe { iommufd_rs_unpin(pages.as_mut_ptr().cast(), pages.len()) }
+}
+
+/// Where pinned pages come from and who is charged for them: user memory of
+/// the process that mapped it, or a memfd.
+pub struct PinSource {
+    raw: ptr::NonNull<RawSource>,
+}
+
+// SAFETY: the shim's source holds counted references (mm, task, user, file)
+// that may be used and dropped from any thread; mutation happens only under
+// the context lock.
+unsafe impl Send for PinSource {}
+// SAFETY: as above.
+unsafe impl Sync for PinSource {}
+
+/// A new owner for a source (`IOMMU_IOAS_CHANGE_PROCESS`), already charged.
+/// Dropping it without [`NewOwner::commit`] refunds the charge.
+pub struct NewOwner {
+    raw: ptr::NonNull<RawSource>,
+    npages: usize,
+}
+
+impl NewOwner {
+    /// Makes it the owner of `src`; the old owner is uncharged.
+    pub fn commit(self, src: &PinSource) {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: both are owned, valid sources; the shim frees `raw`.
+        unsafe { iommufd_rs_owner_commit(src.raw.as_ptr(), this.raw.as_ptr(), this.npages) }
+    }
+}
+
+impl Drop for NewOwner {
+    fn drop(&mut self) {
+        // SAFETY: `raw` is owned and not committed.
+        unsafe { iommufd_rs_owner_abort(self.raw.as_ptr(), self.npages) }
+    }
+}
+
+impl PinSource {
+    /// User memory of the current process from page-aligned `base`.
+    pub fn user(base: u64, writable: bool) -> Result<Self> {
+        let base = usize::try_from(base).map_err(|_| EFAULT)?;
+        // SAFETY: plain call; returns an owned source or NULL.
+        let raw = unsafe { iommufd_rs_source_user(base, writable) };
+        Ok(Self {
+            raw: ptr::NonNull::new(raw).ok_or(ENOMEM)?,
+        })
+    }
+
+    /// The file behind `fd` from page-aligned offset `base`.
+    pub fn file(fd: i32, base: u64, writable: bool) -> Result<Self> {
+        let base = usize::try_from(base).map_err(|_| crate::errno::EOVERFLOW)?;
+        let mut raw = ptr::null_mut();
+        // SAFETY: `raw` is a valid out pointer.
+        check(unsafe { iommufd_rs_source_file(fd, base, writable, &mut raw) })?;
+        Ok(Self {
+            raw: ptr::NonNull::new(raw).ok_or(ENOMEM)?,
+        })
+    }
+
+    /// Switches user-mode accounting to mm mode (VFIO style).
+    pub fn set_mm_mode(&self) {
+        // SAFETY: `raw` is owned and valid; callers hold the context lock.
+        unsafe { iommufd_rs_source_set_mm_mode(self.raw.as_ptr()) }
+    }
+
+    /// True for memfd sources.
+    pub fn is_file(&self) -> bool {
+        // SAFETY: `raw` is owned and valid.
+        unsafe { iommufd_rs_source_is_file(self.raw.as_ptr()) }
+    }
+
+    /// Pins pages from page `index` into `out`; returns how many (> 0).
+    pub fn pin(&self, index: u64, out: &mut [PageRef]) -> Result<usize> {
+        let index = usize::try_from(index).map_err(|_| EFAULT)?;
+        // SAFETY: `out` has room for `out.len()` page pointers.
+        let rc = unsafe {
+            iommufd_rs_source_pin(self.raw.as_ptr(), index, out.len(), out.as_mut_ptr().cast())
+        };
+        if rc < 0 {
+            return Err(from_kernel(rc as i32));
+        }
+        Ok(rc as usize)
+    }
+
+    /// Charges (`inc`) or uncharges `npages` pinned pages.
+    pub fn account(&self, npages: usize, inc: bool) -> Result {
+        // SAFETY: `raw` is owned and valid.
+        check(unsafe { iommufd_rs_source_account(self.raw.as_ptr(), npages, inc) })
+    }
+
+    /// A new owner (the current process) charged for `npages`.
+    pub fn new_owner(&self, npages: usize) -> Result<NewOwner> {
+        let mut raw = ptr::null_mut();
+        // SAFETY: `raw` (ours) is valid, `raw` (out) a valid out pointer.
+        check(unsafe { iommufd_rs_owner_new(self.raw.as_ptr(), npages, &mut raw) })?;
+        Ok(NewOwner {
+            raw: ptr::NonNull::new(raw).ok_or(ENOMEM)?,
+            npages,
+        })
+    }
+}
+
+impl Drop for PinSource {
+    fn drop(&mut self) {
+        // SAFETY: `raw` is owned and freed exactly once.
+        unsafe { iommufd_rs_source_free(self.raw.as_ptr()) }
+    }
+}
+
+/// The page mapped at user address `uaddr` now: its physical address and
+/// its FOLL_PIN count (`None` for compound pages).
+pub fn user_page_info(uaddr: u64) -> Result<(u64, Option<u32>)> {
+    let uaddr = usize::try_from(uaddr).map_err(|_| EFAULT)?;
+    let (mut pfn, mut pins) = (0u64, 0i32);
+    // SAFETY: the out pointers are valid.
+    check(unsafe { iommufd_rs_user_page_info(uaddr, &mut pfn, &mut pins) })?;
+    Ok((pfn * super::PAGE_SIZE, u32::try_from(pins).ok()))
+}
+
+/// `capable(cap)` for the current task.
+pub fn capable(cap: i32) -> bool {
+    // SAFETY: plain call.
+    unsafe { iommufd_rs_capable(cap) }
+}
+
+/// An access file under construction: an fd reserved, the file created with
+/// a leaked `Arc<T>` as its private data. Dropping it (failure) releases the
+/// fd and the file, whose release hook gets the `Arc` back.
+pub struct NewAccessFile {
+    fd: i32,
+    file: *mut RawFile,
+}
+
+impl NewAccessFile {
+    /// Creates the file for `owner`.
+    pub fn new<T: Send + Sync + 'static>(owner: Arc<T>) -> Result<Self> {
+        let raw = owner.into_foreign();
+        let mut file = ptr::null_mut();
+        // SAFETY: `raw` is a valid private pointer for the file's lifetime;
+        // `file` is a valid out pointer.
+        let fd = unsafe { iommufd_rs_access_file(raw.cast(), &mut file) };
+        if fd < 0 {
+            // SAFETY: the file was not created, so we still own `raw`.
+            drop(unsafe { <Arc<T> as ForeignOwnable>::from_foreign(raw) });
+            return Err(from_kernel(fd));
+        }
+        Ok(Self { fd, file })
+    }
+
+    /// The reserved fd number.
+    pub fn fd(&self) -> i32 {
+        self.fd
+    }
+
+    /// Makes the fd visible to userspace.
+    pub fn install(self) {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: fd and file come from `iommufd_rs_access_file`.
+        unsafe { iommufd_rs_fd_install(this.fd, this.file) }
+    }
+}
+
+impl Drop for NewAccessFile {
+    fn drop(&mut self) {
+        // SAFETY: fd and file come from `iommufd_rs_access_file` and were not
+        // installed.
+        unsafe { iommufd_rs_fd_abort(self.fd, self.file) }
+    }
+}
+
+/// Looks up the access file behind `fd`: the owner it was created with.
+pub fn access_file_get<T: Send + Sync + 'static>(fd: i32) -> Option<Arc<T>> {
+    let mut file = ptr::null_mut();
+    // SAFETY: `file` is a valid out pointer.
+    let raw = unsafe { iommufd_rs_access_get(fd, &mut file) };
+    if raw.is_null() {
+        return None;
+    }
+    // SAFETY: access files carry an `Arc<T>` from `NewAccessFile::new` (this
+    // module creates no other kind), alive while we hold the file reference.
+    let owner: Arc<T> = unsafe { <Arc<T> as ForeignOwnable>::borrow(raw.cast()) }.into();
+    // SAFETY: the reference was taken by `iommufd_rs_access_get`.
+    unsafe { iommufd_rs_file_put(file) };
+    Some(owner)
+}
+
+/// Takes back the owner `Arc` from an access file's private data on release.
+///
+/// # Safety
+///
+/// `raw` must be the private data of an access file created by
+/// [`NewAccessFile::new`] with the same `T`, and this is its release.
+pub unsafe fn access_file_release<T: Send + Sync + 'static>(raw: *mut core::ffi::c_void) -> Arc<T> {
+    // SAFETY: by the function's contract.
+    unsafe { <Arc<T> as ForeignOwnable>::from_foreign(raw.cast()) }
 }
 
 /// `XA_PRESENT`: the xa_find() filter matching every present entry.
@@ -207,6 +578,45 @@ impl<U: Send + Sync + 'static> IdTable<U> {
             bindings::__xa_erase(self.raw(), id as usize);
             <Arc<U> as ForeignOwnable>::from_foreign(entry)
         }))
+    }
+
+    /// The published entry with the lowest ID `>= from`.
+    pub fn next_from(&self, from: u32) -> Option<(u32, Arc<U>)> {
+        let mut index = from as usize;
+        let _g = self.lock();
+        // SAFETY: the xarray is locked; xa_find skips reserved entries.
+        let entry = unsafe { bindings::xa_find(self.raw(), &mut index, usize::MAX, XA_PRESENT) };
+        if entry.is_null() {
+            return None;
+        }
+        // SAFETY: as in `get_if`.
+        let borrowed = unsafe { <Arc<U> as ForeignOwnable>::borrow(entry) };
+        Some((index as u32, borrowed.into()))
+    }
+
+    /// Removes and returns the published value with the lowest ID for which
+    /// `pred` (run under the table lock) holds.
+    pub fn remove_first_if(&self, mut pred: impl FnMut(&U) -> bool) -> Option<Arc<U>> {
+        let mut index: usize = 0;
+        let _g = self.lock();
+        loop {
+            // SAFETY: the xarray is locked; xa_find skips reserved entries.
+            let entry =
+                unsafe { bindings::xa_find(self.raw(), &mut index, usize::MAX, XA_PRESENT) };
+            if entry.is_null() {
+                return None;
+            }
+            // SAFETY: as in `get_if`.
+            let borrowed = unsafe { <Arc<U> as ForeignOwnable>::borrow(entry) };
+            if pred(&borrowed) {
+                // SAFETY: as in `pop_first`.
+                return Some(unsafe {
+                    bindings::__xa_erase(self.raw(), index);
+                    <Arc<U> as ForeignOwnable>::from_foreign(entry)
+                });
+            }
+            index = index.checked_add(1)?;
+        }
     }
 
     /// Removes and returns the published value with the lowest ID.

@@ -97,6 +97,24 @@ impl<U> IdTable<U> {
         slots.remove(&id).flatten().map(Ok)
     }
 
+    /// The published entry with the lowest ID `>= from`.
+    pub fn next_from(&self, from: u32) -> Option<(u32, Arc<U>)> {
+        self.slots()
+            .range(from..)
+            .find_map(|(id, v)| v.as_ref().map(|v| (*id, v.clone())))
+    }
+
+    /// Removes and returns the published value with the lowest ID for which
+    /// `pred` holds.
+    pub fn remove_first_if(&self, mut pred: impl FnMut(&U) -> bool) -> Option<Arc<U>> {
+        let mut slots = self.slots();
+        let id = slots
+            .iter()
+            .find(|(_, v)| v.as_ref().is_some_and(|v| pred(v)))
+            .map(|(id, _)| *id)?;
+        slots.remove(&id).flatten()
+    }
+
     /// Removes and returns the published value with the lowest ID.
     pub fn pop_first(&self) -> Option<Arc<U>> {
         let mut slots = self.slots();
@@ -181,4 +199,350 @@ impl super::UserMem for FakeUserMem {
     fn write(&self, uaddr: u64, data: &[u8]) -> Result {
         self.with_range(uaddr, data.len(), true, |dst| dst.copy_from_slice(data))
     }
+}
+
+/// The file's context lock (see [`super::CtxCell`]).
+pub struct CtxLock {
+    m: Mutex<()>,
+}
+
+/// Proof that the context lock is held, for as long as it lives.
+pub struct Held<'a> {
+    _g: std::sync::MutexGuard<'a, ()>,
+}
+
+impl CtxLock {
+    /// A new, unlocked context lock.
+    pub fn new() -> Result<Self> {
+        Ok(Self { m: Mutex::new(()) })
+    }
+
+    /// Takes the lock.
+    pub fn lock(&self) -> Held<'_> {
+        Held {
+            _g: self.m.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+}
+
+/// The platform vector.
+pub type PVec<T> = Vec<T>;
+
+impl<T> super::VecExt<T> for Vec<T> {
+    fn try_push(&mut self, v: T) -> Result {
+        self.try_reserve(1).map_err(|_| crate::errno::ENOMEM)?;
+        self.push(v);
+        Ok(())
+    }
+
+    fn try_reserve_for(&mut self, n: usize) -> Result {
+        self.try_reserve(n).map_err(|_| crate::errno::ENOMEM)
+    }
+
+    fn try_insert(&mut self, i: usize, v: T) -> Result {
+        self.try_reserve(1).map_err(|_| crate::errno::ENOMEM)?;
+        self.insert(i, v);
+        Ok(())
+    }
+
+    fn try_resize(&mut self, n: usize, v: T) -> Result
+    where
+        T: Clone,
+    {
+        self.try_reserve(n.saturating_sub(self.len()))
+            .map_err(|_| crate::errno::ENOMEM)?;
+        self.resize(n, v);
+        Ok(())
+    }
+
+    fn remove_range(&mut self, start: usize, end: usize) {
+        if start < end && end <= self.len() {
+            self.drain(start..end);
+        }
+    }
+
+    fn remove_at(&mut self, i: usize) -> Option<T> {
+        (i < self.len()).then(|| self.remove(i))
+    }
+}
+
+/// A pinned fake page: its frame number.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct PageRef(u64);
+
+/// Host pin bookkeeping: pins per fake frame, and fake frame contents.
+#[derive(Default)]
+struct FakeMm {
+    pins: BTreeMap<u64, u32>,
+    data: BTreeMap<u64, Vec<u8>>,
+    accounted: i64,
+    limit: Option<i64>,
+    fail_pin_after: Option<u64>,
+}
+
+thread_local! {
+    // Per test thread, so tests running in parallel do not see each
+    // other's pins.
+    static FAKE_MM: std::cell::RefCell<FakeMm> = std::cell::RefCell::new(FakeMm::default());
+}
+
+fn fake_mm<R>(f: impl FnOnce(&mut FakeMm) -> R) -> R {
+    FAKE_MM.with(|m| f(&mut m.borrow_mut()))
+}
+
+/// Host test hooks for the fake memory manager.
+pub mod fake {
+    use super::fake_mm;
+
+    /// Number of pins currently held on fake frames, summed.
+    pub fn total_pins() -> u64 {
+        fake_mm(|m| m.pins.values().map(|&v| u64::from(v)).sum())
+    }
+
+    /// Pages currently charged.
+    pub fn accounted() -> i64 {
+        fake_mm(|m| m.accounted)
+    }
+
+    /// Limits the pages that may be charged (`None`: unlimited).
+    pub fn set_limit(limit: Option<i64>) {
+        fake_mm(|m| m.limit = limit);
+    }
+
+    /// Makes pinning fail (`EFAULT`) once this many more pages were pinned.
+    pub fn fail_pin_after(n: Option<u64>) {
+        fake_mm(|m| m.fail_pin_after = n);
+    }
+
+    /// Resets this thread's fake state.
+    pub fn reset() {
+        fake_mm(|m| *m = Default::default());
+    }
+}
+
+impl PageRef {
+    /// The physical address of the page.
+    pub fn phys(self) -> u64 {
+        self.0 * super::PAGE_SIZE
+    }
+
+    /// Copies between `buf` and the page at `offset` (`to_page` = write).
+    pub fn copy(self, offset: usize, buf: &mut [u8], to_page: bool) {
+        let ps = super::PAGE_SIZE as usize;
+        let len = buf.len().min(ps - offset.min(ps));
+        fake_mm(|m| {
+            let page = m.data.entry(self.0).or_insert_with(|| vec![0; ps]);
+            if to_page {
+                page[offset..offset + len].copy_from_slice(&buf[..len]);
+            } else {
+                buf[..len].copy_from_slice(&page[offset..offset + len]);
+            }
+        })
+    }
+}
+
+/// Releases pins taken by [`PinSource::pin`].
+pub fn unpin(pages: &mut [PageRef]) {
+    fake_mm(|m| {
+        for p in pages.iter() {
+            match m.pins.get_mut(&p.0) {
+                Some(n) if *n > 1 => *n -= 1,
+                Some(_) => {
+                    m.pins.remove(&p.0);
+                }
+                None => panic!("unpin of an unpinned fake page {:#x}", p.0),
+            }
+        }
+    })
+}
+
+/// A fake pinning source: frame = (base + index * PAGE_SIZE) / PAGE_SIZE,
+/// offset by a per-file constant for memfds.
+pub struct PinSource {
+    base: u64,
+    file: Option<i32>,
+    mm_mode: std::sync::atomic::AtomicBool,
+}
+
+/// A new owner for a source, already charged; dropping it refunds.
+pub struct NewOwner {
+    npages: usize,
+}
+
+impl NewOwner {
+    /// Makes it the owner; the old owner is uncharged.
+    pub fn commit(self, _src: &PinSource) {
+        let this = std::mem::ManuallyDrop::new(self);
+        fake_mm(|m| m.accounted -= this.npages as i64);
+    }
+}
+
+impl Drop for NewOwner {
+    fn drop(&mut self) {
+        fake_mm(|m| m.accounted -= self.npages as i64);
+    }
+}
+
+impl PinSource {
+    /// User memory from page-aligned `base`.
+    pub fn user(base: u64, _writable: bool) -> Result<Self> {
+        Ok(Self {
+            base,
+            file: None,
+            mm_mode: Default::default(),
+        })
+    }
+
+    /// A fake memfd: negative fds are `EBADF`.
+    pub fn file(fd: i32, base: u64, _writable: bool) -> Result<Self> {
+        if fd < 0 {
+            return Err(crate::errno::EBADF);
+        }
+        Ok(Self {
+            base,
+            file: Some(fd),
+            mm_mode: Default::default(),
+        })
+    }
+
+    /// Switches to mm-mode accounting.
+    pub fn set_mm_mode(&self) {
+        self.mm_mode
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// True for memfd sources.
+    pub fn is_file(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Pins pages from `index` into `out`.
+    pub fn pin(&self, index: u64, out: &mut [PageRef]) -> Result<usize> {
+        let ps = super::PAGE_SIZE;
+        let salt = self.file.map_or(0, |fd| (1u64 << 40) + ((fd as u64) << 28));
+        fake_mm(|m| {
+            let mut n = out.len();
+            if let Some(left) = m.fail_pin_after {
+                if left == 0 {
+                    return Err(EFAULT);
+                }
+                n = n.min(left as usize);
+                m.fail_pin_after = Some(left - n as u64);
+            }
+            for (i, slot) in out.iter_mut().take(n).enumerate() {
+                let pfn = salt + (self.base / ps) + index + i as u64;
+                *slot = PageRef(pfn);
+                *m.pins.entry(pfn).or_default() += 1;
+            }
+            Ok(n)
+        })
+    }
+
+    /// Charges or uncharges `npages`.
+    pub fn account(&self, npages: usize, inc: bool) -> Result {
+        fake_mm(|m| {
+            let n = npages as i64;
+            if inc {
+                if m.limit.is_some_and(|l| m.accounted + n > l) {
+                    return Err(crate::errno::ENOMEM);
+                }
+                m.accounted += n;
+            } else {
+                m.accounted -= n;
+            }
+            Ok(())
+        })
+    }
+
+    /// A new owner charged for `npages`.
+    pub fn new_owner(&self, npages: usize) -> Result<NewOwner> {
+        self.account(npages, true)?;
+        Ok(NewOwner { npages })
+    }
+}
+
+/// The fake page at `uaddr`: its physical address and pin count.
+pub fn user_page_info(uaddr: u64) -> Result<(u64, Option<u32>)> {
+    let pfn = uaddr / super::PAGE_SIZE;
+    Ok((
+        pfn * super::PAGE_SIZE,
+        Some(fake_mm(|m| m.pins.get(&pfn).copied().unwrap_or(0))),
+    ))
+}
+
+static CAPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// `capable(cap)`: every capability unless a test dropped it.
+pub fn capable(cap: i32) -> bool {
+    CAPS.load(std::sync::atomic::Ordering::Relaxed) & (1 << cap) != 0
+}
+
+/// Host test hook: sets the capability mask [`capable`] reports.
+pub fn set_caps(mask: u64) {
+    CAPS.store(mask, std::sync::atomic::Ordering::Relaxed);
+}
+
+type AnyArc = Arc<dyn std::any::Any + Send + Sync>;
+
+static FILES: Mutex<BTreeMap<i32, (bool, AnyArc)>> = Mutex::new(BTreeMap::new());
+
+/// An access file under construction (a fake fd table on the host).
+pub struct NewAccessFile {
+    fd: i32,
+}
+
+impl NewAccessFile {
+    /// Creates the file for `owner`.
+    pub fn new<T: Send + Sync + 'static>(owner: Arc<T>) -> Result<Self> {
+        let mut files = FILES.lock().unwrap_or_else(|e| e.into_inner());
+        let fd = (1000..).find(|fd| !files.contains_key(fd)).unwrap_or(0);
+        files.insert(fd, (false, owner));
+        Ok(Self { fd })
+    }
+
+    /// The reserved fd number.
+    pub fn fd(&self) -> i32 {
+        self.fd
+    }
+
+    /// Makes the fd visible.
+    pub fn install(self) {
+        let this = std::mem::ManuallyDrop::new(self);
+        if let Some(f) = FILES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&this.fd)
+        {
+            f.0 = true;
+        }
+    }
+}
+
+impl Drop for NewAccessFile {
+    fn drop(&mut self) {
+        FILES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.fd);
+    }
+}
+
+/// Looks up the access file behind `fd`.
+pub fn access_file_get<T: Send + Sync + 'static>(fd: i32) -> Option<Arc<T>> {
+    let files = FILES.lock().unwrap_or_else(|e| e.into_inner());
+    let (installed, owner) = files.get(&fd)?;
+    if !installed {
+        return None;
+    }
+    owner.clone().downcast::<T>().ok()
+}
+
+/// Host test hook: closes a fake access fd, returning its owner for the
+/// release path.
+pub fn close_access_file<T: Send + Sync + 'static>(fd: i32) -> Option<Arc<T>> {
+    let (_, owner) = FILES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&fd)?;
+    owner.downcast::<T>().ok()
 }

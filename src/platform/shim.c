@@ -1,0 +1,449 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * iommufd-rs C shim.
+ *
+ * The Rust `kernel` crate of Linux 7.3 does not wrap page pinning, locked
+ * memory accounting, mm/task/user references or anonymous-inode files, and
+ * several of those are static inlines that Rust cannot call. This file is
+ * the smallest C layer over them. Each function is a thin wrapper: every
+ * decision (what to pin, when to account, which errno userspace sees) is
+ * made by the Rust code in src/platform/kernel.rs and the portable modules.
+ */
+#include <linux/anon_inodes.h>
+#include <linux/capability.h>
+#include <linux/cred.h>
+#include <linux/err.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/highmem.h>
+#include <linux/memfd.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/sched/task.h>
+#include <linux/sched/user.h>
+#include <linux/slab.h>
+
+/* Accounting modes, as upstream's IOPT_PAGES_ACCOUNT_*. */
+enum {
+	IOMMUFD_RS_ACCOUNT_NONE = 0,
+	IOMMUFD_RS_ACCOUNT_USER = 1,
+	IOMMUFD_RS_ACCOUNT_MM = 2,
+};
+
+/*
+ * Where pinned pages come from and who pays for them: the mm, task and user
+ * of the process that mapped them (all referenced), plus the memfd for file
+ * mappings. Page index i is at base + i * PAGE_SIZE (a user VA or a file
+ * offset).
+ */
+struct iommufd_rs_source {
+	struct mm_struct *mm;
+	struct task_struct *task;
+	struct user_struct *user;
+	struct file *file;
+	unsigned long base;
+	int account_mode;
+	bool writable;
+};
+
+/* Takes references on current's mm, group leader and user. */
+static void source_take_current(struct iommufd_rs_source *src)
+{
+	src->mm = current->mm;
+	mmgrab(src->mm);
+	src->task = current->group_leader;
+	get_task_struct(src->task);
+	src->user = get_uid(current_user());
+	src->account_mode = capable(CAP_IPC_LOCK) ? IOMMUFD_RS_ACCOUNT_NONE :
+						    IOMMUFD_RS_ACCOUNT_USER;
+}
+
+/*
+ * A source for user memory of the calling process. @base is page aligned.
+ * Returns NULL without memory or without an mm (kernel threads).
+ */
+struct iommufd_rs_source *iommufd_rs_source_user(unsigned long base,
+						 bool writable)
+{
+	struct iommufd_rs_source *src;
+
+	if (!current->mm)
+		return NULL;
+	src = kzalloc_obj(*src, GFP_KERNEL_ACCOUNT);
+	if (!src)
+		return NULL;
+	source_take_current(src);
+	src->base = base;
+	src->writable = writable;
+	return src;
+}
+
+/*
+ * A source for the file behind @fd from page-aligned offset @base. The file
+ * type is checked when pinning (memfd_pin_folios() refuses non-memfds).
+ * Returns 0 or -EBADF/-ENOMEM.
+ */
+int iommufd_rs_source_file(int fd, unsigned long base, bool writable,
+			   struct iommufd_rs_source **out)
+{
+	struct iommufd_rs_source *src;
+	struct file *file;
+
+	file = fget(fd);
+	if (!file)
+		return -EBADF;
+	src = kzalloc_obj(*src, GFP_KERNEL_ACCOUNT);
+	if (!src) {
+		fput(file);
+		return -ENOMEM;
+	}
+	source_take_current(src);
+	src->file = file;
+	src->base = base;
+	src->writable = writable;
+	*out = src;
+	return 0;
+}
+
+/* Drops every reference the source holds and frees it. */
+void iommufd_rs_source_free(struct iommufd_rs_source *src)
+{
+	if (src->file)
+		fput(src->file);
+	free_uid(src->user);
+	put_task_struct(src->task);
+	mmdrop(src->mm);
+	kfree(src);
+}
+
+/* Upgrades USER accounting to VFIO-style MM accounting (ctx in MM mode). */
+void iommufd_rs_source_set_mm_mode(struct iommufd_rs_source *src)
+{
+	if (src->account_mode == IOMMUFD_RS_ACCOUNT_USER)
+		src->account_mode = IOMMUFD_RS_ACCOUNT_MM;
+}
+
+/* True if the source is a file (memfd) rather than a user VA range. */
+bool iommufd_rs_source_is_file(const struct iommufd_rs_source *src)
+{
+	return src->file;
+}
+
+/* Pins @npages folio pages of a memfd from page @index into @pages. */
+static long pin_file(struct iommufd_rs_source *src, unsigned long index,
+		     unsigned long npages, struct page **pages)
+{
+	loff_t start = src->base + index * PAGE_SIZE;
+	loff_t end = start + npages * PAGE_SIZE - 1;
+	unsigned long done = 0;
+	struct folio **folios;
+	pgoff_t offset;
+	long nfolios, i;
+
+	folios = kmalloc_array(npages, sizeof(*folios), GFP_KERNEL_ACCOUNT);
+	if (!folios)
+		return -ENOMEM;
+	nfolios = memfd_pin_folios(src->file, start, end, folios, npages,
+				   &offset);
+	if (nfolios <= 0) {
+		kfree(folios);
+		return nfolios ? nfolios : -EFAULT;
+	}
+	offset >>= PAGE_SHIFT;
+	for (i = 0; i < nfolios && done < npages; i++) {
+		struct folio *folio = folios[i];
+		unsigned long nr = min(folio_nr_pages(folio) - offset,
+				       npages - done);
+
+		/* One pin per page, as for GUP, so unpin_user_pages() fits. */
+		if (nr > 1 && folio_add_pins(folio, nr - 1)) {
+			unpin_user_pages(pages, done);
+			for (; i < nfolios; i++)
+				unpin_folio(folios[i]);
+			kfree(folios);
+			return -ENOMEM;
+		}
+		while (nr--)
+			pages[done++] = folio_page(folio, offset++);
+		offset = 0;
+	}
+	/* Folios past what fits in @pages (none expected) are released. */
+	for (; i < nfolios; i++)
+		unpin_folio(folios[i]);
+	kfree(folios);
+	return done;
+}
+
+/*
+ * Pins up to @npages pages from page @index with FOLL_LONGTERM (and
+ * FOLL_WRITE for writable sources). Uses the fast path when the source mm is
+ * current's, else pins remotely while the mm still has users (-EFAULT once
+ * the process is gone). Returns the number pinned (> 0) or -errno.
+ */
+long iommufd_rs_source_pin(struct iommufd_rs_source *src, unsigned long index,
+			   unsigned long npages, struct page **pages)
+{
+	unsigned int flags = FOLL_LONGTERM | (src->writable ? FOLL_WRITE : 0);
+	unsigned long uaddr = src->base + index * PAGE_SIZE;
+	int locked = 1;
+	long rc;
+
+	if (src->file)
+		return pin_file(src, index, npages, pages);
+	if (src->mm == current->mm) {
+		rc = pin_user_pages_fast(uaddr, npages, flags, pages);
+	} else {
+		if (!mmget_not_zero(src->mm))
+			return -EFAULT;
+		mmap_read_lock(src->mm);
+		rc = pin_user_pages_remote(src->mm, uaddr, npages, flags, pages,
+					   &locked);
+		if (locked)
+			mmap_read_unlock(src->mm);
+		mmput(src->mm);
+	}
+	return rc ? rc : -EFAULT;
+}
+
+/* Releases pins taken by iommufd_rs_source_pin(). */
+void iommufd_rs_unpin(struct page **pages, unsigned long npages)
+{
+	unpin_user_pages(pages, npages);
+}
+
+/* io_uring-style accounting against the user's RLIMIT_MEMLOCK. */
+static int account_user(struct iommufd_rs_source *src, unsigned long npages,
+			bool inc)
+{
+	unsigned long limit, cur, new;
+
+	if (!inc) {
+		atomic_long_sub(npages, &src->user->locked_vm);
+		return 0;
+	}
+	limit = task_rlimit(src->task, RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+	cur = atomic_long_read(&src->user->locked_vm);
+	do {
+		new = cur + npages;
+		if (new > limit)
+			return -ENOMEM;
+	} while (!atomic_long_try_cmpxchg(&src->user->locked_vm, &cur, new));
+	return 0;
+}
+
+/* VFIO-style accounting in the mm's locked_vm (VmLck). */
+static int account_mm(struct iommufd_rs_source *src, unsigned long npages,
+		      bool inc)
+{
+	bool put = false;
+	int rc;
+
+	if (src->mm != current->mm) {
+		if (!mmget_not_zero(src->mm))
+			return inc ? -EINVAL : 0;
+		put = true;
+	}
+	mmap_write_lock(src->mm);
+	rc = __account_locked_vm(src->mm, npages, inc, src->task, false);
+	mmap_write_unlock(src->mm);
+	if (put)
+		mmput(src->mm);
+	return rc;
+}
+
+/*
+ * Charges (@inc) or uncharges @npages newly (un)pinned pages by the source's
+ * mode and always in the mm's pinned_vm (VmPin). Returns 0 or -ENOMEM when
+ * RLIMIT_MEMLOCK would be exceeded.
+ */
+int iommufd_rs_source_account(struct iommufd_rs_source *src,
+			      unsigned long npages, bool inc)
+{
+	int rc = 0;
+
+	if (src->account_mode == IOMMUFD_RS_ACCOUNT_USER)
+		rc = account_user(src, npages, inc);
+	else if (src->account_mode == IOMMUFD_RS_ACCOUNT_MM)
+		rc = account_mm(src, npages, inc);
+	if (rc)
+		return rc;
+	if (inc)
+		atomic64_add(npages, &src->mm->pinned_vm);
+	else
+		atomic64_sub(npages, &src->mm->pinned_vm);
+	return 0;
+}
+
+/*
+ * IOMMU_IOAS_CHANGE_PROCESS, step 1: a new owner (current's mm, group
+ * leader and user) for @src, charged @npages in @src's mode. Nothing about
+ * @src changes yet. Returns 0 or -errno (-ENOMEM over RLIMIT_MEMLOCK).
+ */
+int iommufd_rs_owner_new(const struct iommufd_rs_source *src,
+			 unsigned long npages, struct iommufd_rs_source **out)
+{
+	struct iommufd_rs_source *owner;
+	int rc;
+
+	if (!current->mm)
+		return -EINVAL;
+	owner = kzalloc_obj(*owner, GFP_KERNEL_ACCOUNT);
+	if (!owner)
+		return -ENOMEM;
+	source_take_current(owner);
+	owner->account_mode = src->account_mode;
+	rc = npages ? iommufd_rs_source_account(owner, npages, true) : 0;
+	if (rc) {
+		iommufd_rs_source_free(owner);
+		return rc;
+	}
+	*out = owner;
+	return 0;
+}
+
+/*
+ * Step 2 (commit): @src and @owner swap owners, then the old owner (now in
+ * @owner) is uncharged @npages and freed.
+ */
+void iommufd_rs_owner_commit(struct iommufd_rs_source *src,
+			     struct iommufd_rs_source *owner,
+			     unsigned long npages)
+{
+	swap(src->mm, owner->mm);
+	swap(src->task, owner->task);
+	swap(src->user, owner->user);
+	if (npages)
+		iommufd_rs_source_account(owner, npages, false);
+	iommufd_rs_source_free(owner);
+}
+
+/* Step 2 (abort): drops a new owner, uncharging its @npages. */
+void iommufd_rs_owner_abort(struct iommufd_rs_source *owner,
+			    unsigned long npages)
+{
+	if (npages)
+		iommufd_rs_source_account(owner, npages, false);
+	iommufd_rs_source_free(owner);
+}
+
+/* The page frame number of a pinned page. */
+unsigned long iommufd_rs_page_pfn(struct page *page)
+{
+	return page_to_pfn(page);
+}
+
+/*
+ * Looks at the page currently mapped at user address @uaddr of current:
+ * its pfn and its FOLL_PIN count (-1 for compound pages, whose count is not
+ * per page). Takes and drops a plain reference. Returns 0 or -errno.
+ */
+int iommufd_rs_user_page_info(unsigned long uaddr, u64 *pfn, int *pins)
+{
+	struct page *page;
+	long rc;
+
+	rc = get_user_pages_fast(uaddr & PAGE_MASK, 1, 0, &page);
+	if (rc < 0)
+		return rc;
+	if (rc != 1)
+		return -EFAULT;
+	*pfn = page_to_pfn(page);
+	*pins = PageCompound(page) ? -1 :
+				     page_ref_count(page) / GUP_PIN_COUNTING_BIAS;
+	put_page(page);
+	return 0;
+}
+
+/* Copies @len bytes between @buf and a pinned page at @offset. */
+void iommufd_rs_page_copy(struct page *page, unsigned int offset, void *buf,
+			  unsigned int len, bool to_page)
+{
+	if (to_page)
+		memcpy_to_page(page, offset, buf, len);
+	else
+		memcpy_from_page(buf, page, offset, len);
+}
+
+/* Called when an access file is released; implemented in Rust. */
+void iommufd_rs_access_release(void *priv);
+
+static int access_fops_release(struct inode *inode, struct file *file)
+{
+	iommufd_rs_access_release(file->private_data);
+	return 0;
+}
+
+static const struct file_operations access_fops = {
+	.owner = THIS_MODULE,
+	.release = access_fops_release,
+};
+
+/*
+ * Creates the anonymous file of a selftest access object ("[iommufd_test_
+ * staccess]") carrying @priv, and reserves an O_CLOEXEC fd for it. The fd
+ * is installed with iommufd_rs_fd_install() once the ioctl cannot fail any
+ * more, or released with iommufd_rs_fd_abort(), which also drops the file
+ * (and so calls the release hook with @priv). Returns the fd or -errno.
+ */
+int iommufd_rs_access_file(void *priv, struct file **filep)
+{
+	struct file *file;
+	int fd;
+
+	fd = get_unused_fd_flags(O_CLOEXEC);
+	if (fd < 0)
+		return fd;
+	file = anon_inode_getfile("[iommufd_test_staccess]", &access_fops,
+				  priv, O_RDWR);
+	if (IS_ERR(file)) {
+		put_unused_fd(fd);
+		return PTR_ERR(file);
+	}
+	*filep = file;
+	return fd;
+}
+
+/* Publishes a file created by iommufd_rs_access_file(). */
+void iommufd_rs_fd_install(int fd, struct file *file)
+{
+	fd_install(fd, file);
+}
+
+/* Undoes iommufd_rs_access_file(): frees the fd, drops the file. */
+void iommufd_rs_fd_abort(int fd, struct file *file)
+{
+	put_unused_fd(fd);
+	fput(file);
+}
+
+/*
+ * Looks up the access file behind @fd: returns its private data and a file
+ * reference in @filep (drop with fput()), or NULL if @fd is not one.
+ */
+void *iommufd_rs_access_get(int fd, struct file **filep)
+{
+	struct file *file = fget(fd);
+
+	if (!file)
+		return NULL;
+	if (file->f_op != &access_fops) {
+		fput(file);
+		return NULL;
+	}
+	*filep = file;
+	return file->private_data;
+}
+
+/* Drops a file reference taken by iommufd_rs_access_get(). */
+void iommufd_rs_file_put(struct file *file)
+{
+	fput(file);
+}
+
+/* capable() for the capabilities the uAPI checks. */
+bool iommufd_rs_capable(int cap)
+{
+	return capable(cap);
+}
