@@ -273,7 +273,11 @@ const OPS: &[Op] = &[
     op!(OPTION, IommuOption, val64, crate::ioas::option),
     op!(VFIO_IOAS, IommuVfioIoas, __reserved, crate::ioas::vfio_compat::vfio_ioas),
     op!(HWPT_ALLOC, IommuHwptAlloc, __reserved, crate::hw_pagetable::hwpt_alloc),
+    op!(GET_HW_INFO, IommuHwInfo, __reserved, crate::device_bind::get_hw_info),
+    op!(HWPT_INVALIDATE, IommuHwptInvalidate, __reserved, crate::hw_pagetable::hwpt_invalidate),
     op!(IOAS_MAP_FILE, IommuIoasMapFile, iova, crate::ioas::ioas_map_file),
+    op!(VIOMMU_ALLOC, IommuViommuAlloc, out_viommu_id, crate::hw_pagetable::viommu_alloc),
+    op!(VDEVICE_ALLOC, IommuVdeviceAlloc, virt_id, crate::hw_pagetable::vdevice_alloc),
     op!(IOAS_CHANGE_PROCESS, IommuIoasChangeProcess, __reserved, crate::ioas::ioas_change_process),
     op!(TEST, IommuTestCmd, last, crate::drivers::mock::test_cmd),
     // Extensions have no history yet: their minimum is the whole struct.

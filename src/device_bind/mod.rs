@@ -53,6 +53,8 @@ impl Group {
 pub struct Device {
     caps: DeviceCaps,
     group: Arc<Group>,
+    /// The mock device's cache tags (`IOMMU_TEST_OP_DEV_CHECK_CACHE`).
+    pub mock_cache: CtxCell<[u32; 4]>,
     /// The HWPT the device is attached to (a `users` reference on it).
     attached: CtxCell<Option<Holder>>,
 }
@@ -63,6 +65,7 @@ impl Device {
         Self {
             caps,
             group,
+            mock_cache: CtxCell::new([crate::uapi::IOMMU_TEST_DEV_CACHE_DEFAULT; 4]),
             attached: CtxCell::new(None),
         }
     }
@@ -152,14 +155,6 @@ fn resolve<'t>(
     let Some(ioas) = crate::payload!(obj, Ioas) else {
         return Err(EINVAL);
     };
-    // The group's current HWPT wins if it mirrors this IOAS.
-    if let Some(cur) = &dev.group.st.get(cx.held)?.0 {
-        if crate::payload!(cur, HwptPaging)
-            .is_some_and(|h| Arc::ptr_eq(h.ioas.object(), &obj))
-        {
-            return Ok((cur.clone(), None));
-        }
-    }
     for h in ioas.auto_hwpts(cx.held)?.iter() {
         if crate::payload!(h, HwptPaging).is_some_and(|hp| check_compat(dev, hp).is_ok()) {
             return Ok((h.clone(), None));
@@ -238,4 +233,48 @@ pub fn replace(cx: &Cx<'_>, dev: &Device, pt_id: u32) -> Result<u32> {
 /// Detaches `dev` from its HWPT.
 pub fn detach(cx: &Cx<'_>, dev: &Device) -> Result {
     leave(cx, dev)
+}
+
+/// `IOMMU_GET_HW_INFO`: the IOMMU behind a device, its capabilities and
+/// driver data (zero-filled past what the driver provides).
+pub(crate) fn get_hw_info(cx: &Cx<'_>, ucmd: &crate::ucmd::Ucmd<'_>) -> Result {
+    use crate::uapi::{
+        IommuHwInfo, IOMMU_HW_CAP_DIRTY_TRACKING, IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED,
+        IOMMU_HW_INFO_FLAG_INPUT_TYPE, IOMMU_HW_INFO_TYPE_DEFAULT,
+    };
+    use zerocopy::IntoBytes;
+    let mut cmd: IommuHwInfo = ucmd.read()?;
+    if cmd.flags & !IOMMU_HW_INFO_FLAG_INPUT_TYPE != 0 || cmd.__reserved != [0; 3] {
+        return Err(crate::errno::EOPNOTSUPP);
+    }
+    if cmd.flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE == 0 {
+        cmd.set_in_data_type(IOMMU_HW_INFO_TYPE_DEFAULT);
+    }
+    let r = cx
+        .ictx
+        .objects()
+        .get(cmd.dev_id, Some(crate::object::ObjKind::Device))?;
+    let dev = crate::payload!(r.object(), Device).ok_or(EINVAL)?;
+    let (ty, info) = crate::drivers::mock::hw_info(cmd.in_data_type())?;
+    let data = info.as_bytes();
+    let ulen = cmd.data_len as usize;
+    let copy = ulen.min(data.len());
+    ucmd.write_at(cmd.data_uptr, &data[..copy])?;
+    if copy < ulen {
+        let zeros = [0u8; 64];
+        let mut at = copy;
+        while at < ulen {
+            let n = (ulen - at).min(zeros.len());
+            ucmd.write_at(cmd.data_uptr + at as u64, &zeros[..n])?;
+            at += n;
+        }
+    }
+    cmd.data_len = data.len() as u32;
+    cmd.out_data_type = ty;
+    cmd.out_capabilities = IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED;
+    if dev.caps.dirty {
+        cmd.out_capabilities |= IOMMU_HW_CAP_DIRTY_TRACKING;
+    }
+    cmd.out_max_pasid_log2 = dev.caps.max_pasid_log2;
+    ucmd.respond(&cmd)
 }

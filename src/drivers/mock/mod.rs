@@ -122,8 +122,33 @@ pub(crate) fn test_cmd(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
             let f = access_file(cmd.id)?;
             access_replace_ioas(cx, &f.obj, p.ioas_id)
         }
+        IOMMU_TEST_OP_DEV_CHECK_CACHE => {
+            let p: TestCheckDevCache = cmd.payload();
+            let r = cx.ictx.objects().get(cmd.id, Some(ObjKind::Device))?;
+            let dev = crate::payload!(r.object(), Device).ok_or(ENOENT)?;
+            let cache = dev.mock_cache.get(cx.held)?;
+            match cache.get(p.id as usize) {
+                Some(&c) if c == p.cache => Ok(()),
+                _ => Err(EINVAL),
+            }
+        }
         _ => Err(EOPNOTSUPP),
     }
+}
+
+/// The mock IOMMU's `hw_info`: `IOMMU_HW_INFO_TYPE_SELFTEST` data for the
+/// default or the selftest type, `EOPNOTSUPP` for any other.
+pub fn hw_info(ty: u32) -> Result<(u32, IommuTestHwInfo)> {
+    if ty != IOMMU_HW_INFO_TYPE_DEFAULT && ty != IOMMU_HW_INFO_TYPE_SELFTEST {
+        return Err(EOPNOTSUPP);
+    }
+    Ok((
+        IOMMU_HW_INFO_TYPE_SELFTEST,
+        IommuTestHwInfo {
+            flags: 0,
+            test_reg: IOMMU_HW_INFO_SELFTEST_REGVAL,
+        },
+    ))
 }
 
 /// The device object of a selftest object.
