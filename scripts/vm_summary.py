@@ -18,6 +18,35 @@ SPLATS = re.compile(
 TOTALS = re.compile(r"^# Totals: pass:(\d+) fail:(\d+) xfail:(\d+) xpass:(\d+) skip:(\d+) error:(\d+)")
 UPSTREAM_BASELINE = {"pass": 233, "fail": 8, "skip": 5}  # 7.3.4, see docs/testing.md
 
+# Upstream cases iommufd_rs must pass (the IOAS core, issue 3): whole
+# fixtures, minus what belongs to later work. Anything else in the upstream
+# suites is recorded but not gated.
+GATED_FIXTURES = {
+    "upstream_iommufd@iommufd_rs": (
+        "iommufd.", "change_process.", "iommufd_ioas.", "iommufd_mock_domain.",
+        "vfio_compat_mock_domain.",
+    ),
+    "upstream_fail_nth@iommufd_rs": ("basic_fail_nth.",),
+}
+# Cases of those fixtures that belong to later issues: HWPT/nesting (5).
+NOT_YET = re.compile(r"\.alloc_hwpt_nested$|^basic_fail_nth\.device$")
+
+
+def gated_failures(name, body):
+    """Gated upstream cases that did not pass, and how many were gated."""
+    prefixes = GATED_FIXTURES.get(name)
+    if not prefixes:
+        return [], 0
+    failed, gated = [], 0
+    for line in body:
+        m = re.match(r"^(not )?ok \d+ (\S+)", line)
+        if not m or not m.group(2).startswith(prefixes) or NOT_YET.search(m.group(2)):
+            continue
+        gated += 1
+        if m.group(1) or "# SKIP" in line:
+            failed.append(m.group(2))
+    return failed, gated
+
 
 def sections(text):
     """Yields (name, server, body lines, rc) for every framed section."""
@@ -108,6 +137,11 @@ def main():
         ours = name.startswith(("iommufd_rs_abi@", "module_lifecycle", "kunit_"))
         if ours and (c["fail"] or not c["complete"] or c["pass"] == 0):
             problems.append(f"suite {name} failed: {c}")
+        failed, gated = gated_failures(name, s["body"])
+        if gated:
+            summary["suites"][name]["gated"] = {"cases": gated, "failed": failed}
+            if failed or not c["complete"]:
+                problems.append(f"gated upstream cases failed in {name}: {failed[:8]}")
         if name == "upstream_iommufd@iommufd" and not c["complete"]:
             problems.append("the upstream baseline run did not complete")
     if mode == "test":

@@ -151,6 +151,7 @@ pub struct Ucmd<'a> {
     mem: &'a dyn UserMem,
     arg: u64,
     user_size: u32,
+    retval: core::cell::Cell<isize>,
 }
 
 impl Ucmd<'_> {
@@ -174,7 +175,10 @@ impl Ucmd<'_> {
     }
 
     /// Reads a `T` at another user address (arrays the command points to).
-    pub fn read_at<T: FromBytes + IntoBytes + KnownLayout + Immutable>(&self, uaddr: u64) -> Result<T> {
+    pub fn read_at<T: FromBytes + IntoBytes + KnownLayout + Immutable>(
+        &self,
+        uaddr: u64,
+    ) -> Result<T> {
         let mut v = T::new_zeroed();
         self.mem.read(uaddr, v.as_mut_bytes())?;
         Ok(v)
@@ -188,6 +192,11 @@ impl Ucmd<'_> {
     /// Writes bytes at a user address.
     pub fn write_at(&self, uaddr: u64, data: &[u8]) -> Result {
         self.mem.write(uaddr, data)
+    }
+
+    /// Sets the ioctl's non-negative return value (a new fd), 0 by default.
+    pub fn set_retval(&self, v: isize) {
+        self.retval.set(v);
     }
 
     /// The raw argument (the struct's user address).
@@ -264,21 +273,76 @@ const OPS: &[Op] = &[
         min_size: min_size!(IommuDestroy, id),
         handler: destroy,
     },
-    op!(IOAS_ALLOC, IommuIoasAlloc, out_ioas_id, crate::ioas::ioas_alloc),
-    op!(IOAS_ALLOW_IOVAS, IommuIoasAllowIovas, allowed_iovas, crate::ioas::ioas_allow_iovas),
+    op!(
+        IOAS_ALLOC,
+        IommuIoasAlloc,
+        out_ioas_id,
+        crate::ioas::ioas_alloc
+    ),
+    op!(
+        IOAS_ALLOW_IOVAS,
+        IommuIoasAllowIovas,
+        allowed_iovas,
+        crate::ioas::ioas_allow_iovas
+    ),
     op!(IOAS_COPY, IommuIoasCopy, src_iova, crate::ioas::ioas_copy),
-    op!(IOAS_IOVA_RANGES, IommuIoasIovaRanges, out_iova_alignment, crate::ioas::ioas_iova_ranges),
+    op!(
+        IOAS_IOVA_RANGES,
+        IommuIoasIovaRanges,
+        out_iova_alignment,
+        crate::ioas::ioas_iova_ranges
+    ),
     op!(IOAS_MAP, IommuIoasMap, iova, crate::ioas::ioas_map),
     op!(IOAS_UNMAP, IommuIoasUnmap, length, crate::ioas::ioas_unmap),
     op!(OPTION, IommuOption, val64, crate::ioas::option),
-    op!(VFIO_IOAS, IommuVfioIoas, __reserved, crate::ioas::vfio_compat::vfio_ioas),
-    op!(HWPT_ALLOC, IommuHwptAlloc, __reserved, crate::hw_pagetable::hwpt_alloc),
-    op!(GET_HW_INFO, IommuHwInfo, __reserved, crate::device_bind::get_hw_info),
-    op!(HWPT_INVALIDATE, IommuHwptInvalidate, __reserved, crate::hw_pagetable::hwpt_invalidate),
-    op!(IOAS_MAP_FILE, IommuIoasMapFile, iova, crate::ioas::ioas_map_file),
-    op!(VIOMMU_ALLOC, IommuViommuAlloc, out_viommu_id, crate::hw_pagetable::viommu_alloc),
-    op!(VDEVICE_ALLOC, IommuVdeviceAlloc, virt_id, crate::hw_pagetable::vdevice_alloc),
-    op!(IOAS_CHANGE_PROCESS, IommuIoasChangeProcess, __reserved, crate::ioas::ioas_change_process),
+    op!(
+        VFIO_IOAS,
+        IommuVfioIoas,
+        __reserved,
+        crate::ioas::vfio_compat::vfio_ioas
+    ),
+    op!(
+        HWPT_ALLOC,
+        IommuHwptAlloc,
+        __reserved,
+        crate::hw_pagetable::hwpt_alloc
+    ),
+    op!(
+        GET_HW_INFO,
+        IommuHwInfo,
+        __reserved,
+        crate::device_bind::get_hw_info
+    ),
+    op!(
+        HWPT_INVALIDATE,
+        IommuHwptInvalidate,
+        __reserved,
+        crate::hw_pagetable::hwpt_invalidate
+    ),
+    op!(
+        IOAS_MAP_FILE,
+        IommuIoasMapFile,
+        iova,
+        crate::ioas::ioas_map_file
+    ),
+    op!(
+        VIOMMU_ALLOC,
+        IommuViommuAlloc,
+        out_viommu_id,
+        crate::hw_pagetable::viommu_alloc
+    ),
+    op!(
+        VDEVICE_ALLOC,
+        IommuVdeviceAlloc,
+        virt_id,
+        crate::hw_pagetable::vdevice_alloc
+    ),
+    op!(
+        IOAS_CHANGE_PROCESS,
+        IommuIoasChangeProcess,
+        __reserved,
+        crate::ioas::ioas_change_process
+    ),
     op!(TEST, IommuTestCmd, last, crate::drivers::mock::test_cmd),
     // Extensions have no history yet: their minimum is the whole struct.
     Op {
@@ -318,15 +382,14 @@ pub fn ioctl(ictx: &Arc<Ictx>, mem: &dyn UserMem, ioctl_cmd: u32, arg: u64) -> R
         arc: Some(ictx),
         held: &held,
     };
-    (op.handler)(
-        &cx,
-        &Ucmd {
-            mem,
-            arg,
-            user_size,
-        },
-    )?;
-    Ok(0)
+    let ucmd = Ucmd {
+        mem,
+        arg,
+        user_size,
+        retval: core::cell::Cell::new(0),
+    };
+    (op.handler)(&cx, &ucmd)?;
+    Ok(ucmd.retval.get())
 }
 
 /// `IOMMU_DESTROY`.

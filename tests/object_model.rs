@@ -35,7 +35,7 @@ proptest! {
             match op {
                 Op::Alloc { publish } => {
                     let want = (1..).find(|i| !live.contains(i)).unwrap();
-                    let new = table.reserve(Payload::Ioas(Ioas {})).unwrap();
+                    let new = table.reserve(Payload::Ioas(Ioas::new())).unwrap();
                     prop_assert_eq!(new.id(), want);
                     // Reserved but unpublished IDs are invisible.
                     prop_assert_eq!(table.get(want, None).err(), Some(ENOENT));
@@ -54,7 +54,7 @@ proptest! {
                     } else {
                         Ok(())
                     };
-                    prop_assert_eq!(table.destroy(id), expect);
+                    prop_assert_eq!(table.remove(id).map(drop), expect);
                     if expect.is_ok() {
                         live.remove(&id);
                     }
@@ -82,7 +82,7 @@ proptest! {
         }
         drop(holds);
         for id in live {
-            prop_assert_eq!(table.destroy(id), Ok(()));
+            prop_assert_eq!(table.remove(id).map(drop), Ok(()));
         }
     }
 }

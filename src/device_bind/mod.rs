@@ -87,7 +87,11 @@ impl Device {
 
     /// The HWPT the device is attached to.
     pub fn attached_hwpt(&self, cx: &Cx<'_>) -> Result<Option<Arc<Object>>> {
-        Ok(self.attached.get(cx.held)?.as_ref().map(|h| h.object().clone()))
+        Ok(self
+            .attached
+            .get(cx.held)?
+            .as_ref()
+            .map(|h| h.object().clone()))
     }
 }
 

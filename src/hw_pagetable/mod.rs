@@ -164,7 +164,10 @@ pub(crate) fn hwpt_alloc(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
     if cmd.data_type != 0 || cmd.data_len != 0 {
         return Err(EOPNOTSUPP);
     }
-    let dev = cx.ictx.objects().get(cmd.dev_id, Some(crate::object::ObjKind::Device))?;
+    let dev = cx
+        .ictx
+        .objects()
+        .get(cmd.dev_id, Some(crate::object::ObjKind::Device))?;
     let device = crate::payload!(dev.object(), Device).ok_or(EINVAL)?;
     if cmd.flags & DIRTY != 0 && !device.dirty_capable() {
         return Err(EOPNOTSUPP);

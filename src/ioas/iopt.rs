@@ -235,7 +235,12 @@ impl Iopt {
     /// Used (reserved or mapped) intervals intersecting `start..=last`, in
     /// order of start, calling `f(hole_start, hole_last)` for each hole
     /// until it returns `Some`.
-    fn for_each_hole<R>(&self, start: u64, last: u64, mut f: impl FnMut(u64, u64) -> Option<R>) -> Option<R> {
+    fn for_each_hole<R>(
+        &self,
+        start: u64,
+        last: u64,
+        mut f: impl FnMut(u64, u64) -> Option<R>,
+    ) -> Option<R> {
         let mut used: PVec<(u64, u64)> = PVec::new();
         for r in self.reserved.iter() {
             if r.start <= last && r.last >= start {
@@ -360,7 +365,13 @@ impl Iopt {
 
     /// Maps `slices` back to back at a fixed `iova` or (`None`) an allocated
     /// one, into every domain; returns the IOVA.
-    pub fn map_pages(&mut self, held: &Held<'_>, slices: &[PagesSlice], iova: Option<u64>, prot: u32) -> Result<u64> {
+    pub fn map_pages(
+        &mut self,
+        held: &Held<'_>,
+        slices: &[PagesSlice],
+        iova: Option<u64>,
+        prot: u32,
+    ) -> Result<u64> {
         let mut length = 0u64;
         for s in slices {
             length = length.checked_add(s.length).ok_or(EOVERFLOW)?;
@@ -423,7 +434,7 @@ impl Iopt {
     /// Pins an area's pages and maps it into every domain (nothing without
     /// domains: pinning is lazy).
     fn fill_area(&self, held: &Held<'_>, area: &mut Area) -> Result {
-        if self.domains.is_empty() {
+        if self.domains.is_empty() || area.pages.revoked(held)? {
             return Ok(());
         }
         let (first, last) = area.page_range();
@@ -499,6 +510,11 @@ impl Iopt {
         for i in 0..self.areas.len() {
             let area = &mut self.areas[i];
             let (pf, pl) = area.page_range();
+            // A revoked dma-buf is mapped nowhere until it is mapped again.
+            if (first_domain && area.pages.revoked(held)?) || (!first_domain && !area.filled) {
+                done = i + 1;
+                continue;
+            }
             if first_domain {
                 if let Err(e) = area.pages.pin_range(held, pf, pl) {
                     err = Some(e);
@@ -518,6 +534,9 @@ impl Iopt {
         }
         if let Some(e) = err {
             for area in self.areas[..done].iter_mut() {
+                if !area.filled {
+                    continue;
+                }
                 let _ = d.unmap(held, area.iova, area.length());
                 if first_domain {
                     let (pf, pl) = area.page_range();
@@ -554,6 +573,22 @@ impl Iopt {
         }
         self.unreserve(ResvOwner::Domain(d.cookie()));
         self.iova_alignment = self.calc_alignment();
+    }
+
+    /// The exporter revoked dma-buf `id`: its areas leave every domain.
+    pub fn revoke_dmabuf(&mut self, held: &Held<'_>, id: usize) -> Result {
+        for i in 0..self.areas.len() {
+            if self.areas[i].filled && self.areas[i].pages.dmabuf_id(held)? == Some(id) {
+                let area = &mut self.areas[i];
+                for d in self.domains.iter() {
+                    let _ = d.unmap(held, area.iova, area.length());
+                }
+                let (pf, pl) = area.page_range();
+                let _ = area.pages.unpin_range(held, pf, pl);
+                area.filled = false;
+            }
+        }
+        Ok(())
     }
 
     /// Registers an access with its alignment (`EADDRINUSE` if areas do not
@@ -603,7 +638,12 @@ impl Iopt {
 
     /// Walks the areas covering `iova..=last` contiguously, calling `f` with
     /// each area index and the covered sub-range; `ENOENT` at a gap.
-    pub fn for_each_contig(&mut self, iova: u64, last: u64, mut f: impl FnMut(&mut Area, u64, u64) -> Result) -> Result {
+    pub fn for_each_contig(
+        &mut self,
+        iova: u64,
+        last: u64,
+        mut f: impl FnMut(&mut Area, u64, u64) -> Result,
+    ) -> Result {
         let mut cur = iova;
         let mut i = self.area_index(iova);
         loop {

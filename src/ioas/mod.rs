@@ -6,7 +6,7 @@ pub mod pages;
 pub mod vfio_compat;
 
 use crate::errno::{
-    Result, EDEADLK, EFAULT, EINVAL, ENOENT, EMSGSIZE, EOPNOTSUPP, EOVERFLOW, EPERM, EBUSY,
+    Result, EBUSY, EDEADLK, EFAULT, EINVAL, EMSGSIZE, ENOENT, EOPNOTSUPP, EOVERFLOW, EPERM,
 };
 use crate::object::{ObjKind, ObjRef, Object, Payload};
 use crate::platform::{Arc, CtxCell, Held, PVec, PinSource, VecExt, PAGE_SIZE};
@@ -193,7 +193,8 @@ fn conv_prot(flags: u32) -> u32 {
     p
 }
 
-const MAP_FLAGS: u32 = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
+const MAP_FLAGS: u32 =
+    IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
 
 /// Common checks of MAP, MAP_FILE and COPY flags.
 fn check_map_flags(flags: u32) -> Result {
@@ -212,7 +213,14 @@ fn want_rw(flags: u32) -> Result {
 
 /// Maps user memory (`uptr`) into `ioas`; shared by `IOAS_MAP` and the VFIO
 /// compat `MAP_DMA`. Returns the IOVA.
-pub fn map_user(cx: &Cx<'_>, ioas: &Ioas, uptr: u64, length: u64, iova: Option<u64>, prot: u32) -> Result<u64> {
+pub fn map_user(
+    cx: &Cx<'_>,
+    ioas: &Ioas,
+    uptr: u64,
+    length: u64,
+    iova: Option<u64>,
+    prot: u32,
+) -> Result<u64> {
     uptr.checked_add(length).ok_or(EOVERFLOW)?;
     let base = uptr & !(PAGE_SIZE - 1);
     let src = PinSource::user(base, prot & prot::WRITE != 0)?;
@@ -225,7 +233,8 @@ pub fn map_user(cx: &Cx<'_>, ioas: &Ioas, uptr: u64, length: u64, iova: Option<u
         start_byte: uptr - base,
         length,
     };
-    ioas.iopt(cx.held)?.map_pages(cx.held, core::slice::from_ref(&slice), iova, prot)
+    ioas.iopt(cx.held)?
+        .map_pages(cx.held, core::slice::from_ref(&slice), iova, prot)
 }
 
 /// `IOMMU_IOAS_MAP`.
@@ -240,7 +249,14 @@ pub(crate) fn ioas_map(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
     want_rw(cmd.flags)?;
     let r = get_ioas(cx, cmd.ioas_id)?;
     let fixed = (cmd.flags & IOMMU_IOAS_MAP_FIXED_IOVA != 0).then_some(cmd.iova);
-    cmd.iova = map_user(cx, ioas_of(&r)?, cmd.user_va, cmd.length, fixed, conv_prot(cmd.flags))?;
+    cmd.iova = map_user(
+        cx,
+        ioas_of(&r)?,
+        cmd.user_va,
+        cmd.length,
+        fixed,
+        conv_prot(cmd.flags),
+    )?;
     ucmd.respond(&cmd)
 }
 
@@ -261,7 +277,7 @@ pub(crate) fn ioas_map_file(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
     let start_byte = cmd.start - base;
     let prot = conv_prot(cmd.flags);
     let writable = prot & prot::WRITE != 0;
-    let src = PinSource::file(cmd.fd, base, writable)?;
+    let src = PinSource::file(cmd.fd, cmd.start, cmd.length, writable)?;
     if cx.ictx.account_mm(cx.held)? {
         src.set_mm_mode();
     }
@@ -272,9 +288,12 @@ pub(crate) fn ioas_map_file(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
         length: cmd.length,
     };
     let fixed = (cmd.flags & IOMMU_IOAS_MAP_FIXED_IOVA != 0).then_some(cmd.iova);
-    cmd.iova = ioas_of(&r)?
-        .iopt(cx.held)?
-        .map_pages(cx.held, core::slice::from_ref(&slice), fixed, prot)?;
+    cmd.iova = ioas_of(&r)?.iopt(cx.held)?.map_pages(
+        cx.held,
+        core::slice::from_ref(&slice),
+        fixed,
+        prot,
+    )?;
     ucmd.respond(&cmd)
 }
 
@@ -288,13 +307,16 @@ pub(crate) fn ioas_copy(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
     }
     want_rw(cmd.flags)?;
     let src = get_ioas(cx, cmd.src_ioas_id)?;
-    let slices = ioas_of(&src)?.iopt(cx.held)?.get_pages(cmd.src_iova, cmd.length)?;
+    let slices = ioas_of(&src)?
+        .iopt(cx.held)?
+        .get_pages(cmd.src_iova, cmd.length)?;
     drop(src);
     let dst = get_ioas(cx, cmd.dst_ioas_id)?;
     let fixed = (cmd.flags & IOMMU_IOAS_MAP_FIXED_IOVA != 0).then_some(cmd.dst_iova);
-    cmd.dst_iova = ioas_of(&dst)?
-        .iopt(cx.held)?
-        .map_pages(cx.held, &slices, fixed, conv_prot(cmd.flags))?;
+    cmd.dst_iova =
+        ioas_of(&dst)?
+            .iopt(cx.held)?
+            .map_pages(cx.held, &slices, fixed, conv_prot(cmd.flags))?;
     ucmd.respond(&cmd)
 }
 
@@ -373,7 +395,10 @@ pub(crate) fn ioas_allow_iovas(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
         if range.start >= range.last {
             return Err(EINVAL);
         }
-        if list.iter().any(|&(s, l)| s <= range.last && l >= range.start) {
+        if list
+            .iter()
+            .any(|&(s, l)| s <= range.last && l >= range.start)
+        {
             return Err(EINVAL);
         }
         let pos = list.partition_point(|&(s, _)| s < range.start);
@@ -386,8 +411,7 @@ pub(crate) fn ioas_allow_iovas(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
 /// `IOMMU_OPTION`: `RLIMIT_MODE` (global) and `HUGE_PAGES` (per IOAS).
 pub(crate) fn option(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
     use crate::uapi::{
-        IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET,
-        IOMMU_OPTION_RLIMIT_MODE,
+        IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET, IOMMU_OPTION_RLIMIT_MODE,
     };
     let mut cmd: IommuOption = ucmd.read()?;
     if cmd.__reserved != 0 {

@@ -11,7 +11,7 @@
 
 use crate::errno::{Result, EINVAL, EOVERFLOW};
 use crate::platform::{
-    arc_new, unpin, Arc, CtxCell, Held, PageRef, PinSource, PVec, VecExt, PAGE_SIZE,
+    arc_new, Arc, CtxCell, Held, PVec, PageRef, PinSource, VecExt, PAGE_SIZE,
 };
 
 /// Pages pinned per call into the source: bounds the time spent in one GUP
@@ -105,6 +105,16 @@ impl Pages {
         self.src.get(held)
     }
 
+    /// True while the pages are a revoked dma-buf (not mapped anywhere).
+    pub fn revoked(&self, held: &Held<'_>) -> Result<bool> {
+        Ok(self.src.get(held)?.revoked())
+    }
+
+    /// The dma-buf identity, for dma-buf pages.
+    pub fn dmabuf_id(&self, held: &Held<'_>) -> Result<Option<usize>> {
+        Ok(self.src.get(held)?.dmabuf_id())
+    }
+
     /// Pages currently pinned.
     pub fn npinned(&self, held: &Held<'_>) -> Result<usize> {
         Ok(self.st.get(held)?.npinned)
@@ -164,7 +174,7 @@ impl Pages {
         };
         if let Some((e, upto)) = err {
             // Undo pass 1: unpin what this call pinned below `upto`.
-            unpin_runs(&mut st, first, upto, |r| r == 0);
+            unpin_runs(&src, &mut st, first, upto, |r| r == 0);
             return Err(e);
         }
         for r in &mut st.refs[first..=last] {
@@ -187,7 +197,7 @@ impl Pages {
         for r in &mut st.refs[first..=last] {
             *r -= 1;
         }
-        let freed = unpin_runs(&mut st, first, last + 1, |r| r == 0);
+        let freed = unpin_runs(&src, &mut st, first, last + 1, |r| r == 0);
         st.npinned -= freed;
         // Uncharging cannot fail.
         let _ = src.account(freed, false);
@@ -215,7 +225,7 @@ impl Pages {
                     let mut tmp = [PageRef::default()];
                     src.pin(index, &mut tmp)?;
                     tmp[0].copy(in_page, chunk, write);
-                    unpin(&mut tmp);
+                    src.unpin(&mut tmp);
                 }
             }
             done += n;
@@ -227,7 +237,13 @@ impl Pages {
 
 /// Unpins the pages in `from..to` whose reference count satisfies `free`,
 /// in contiguous runs; returns how many.
-fn unpin_runs(st: &mut PinState, from: usize, to: usize, free: impl Fn(u32) -> bool) -> usize {
+fn unpin_runs(
+    src: &PinSource,
+    st: &mut PinState,
+    from: usize,
+    to: usize,
+    free: impl Fn(u32) -> bool,
+) -> usize {
     let mut count = 0;
     let mut i = from;
     while i < to {
@@ -239,7 +255,7 @@ fn unpin_runs(st: &mut PinState, from: usize, to: usize, free: impl Fn(u32) -> b
         while end < to && free(st.refs[end]) && st.pages[end] != PageRef::default() {
             end += 1;
         }
-        unpin(&mut st.pages[i..end]);
+        src.unpin(&mut st.pages[i..end]);
         for p in &mut st.pages[i..end] {
             *p = PageRef::default();
         }
@@ -257,8 +273,9 @@ impl Drop for Pages {
         if st.npinned != 0 {
             crate::warn_once!("iommufd_rs: {} pages still pinned at free", st.npinned);
             let to = st.refs.len();
-            let freed = unpin_runs(st, 0, to, |r| r != 0);
-            let _ = self.src.get_mut().account(freed, false);
+            let src = self.src.get_mut();
+            let freed = unpin_runs(src, st, 0, to, |r| r != 0);
+            let _ = src.account(freed, false);
         }
     }
 }

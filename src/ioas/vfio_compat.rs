@@ -8,8 +8,8 @@ use crate::errno::{Result, EFAULT, EINVAL, ENODEV, ENOTTY, EOPNOTSUPP};
 use crate::object::ObjRef;
 use crate::platform::{UserMem, PAGE_SIZE};
 use crate::uapi::{
-    IommuVfioIoas, VfioIommuType1DmaMap, VfioIommuType1DmaUnmap, VfioIommuType1Info,
-    VfioIommuType1InfoCapIovaRange, VfioIommuType1InfoDmaAvail, VfioInfoCapHeader, VfioIovaRange,
+    IommuVfioIoas, VfioInfoCapHeader, VfioIommuType1DmaMap, VfioIommuType1DmaUnmap,
+    VfioIommuType1Info, VfioIommuType1InfoCapIovaRange, VfioIommuType1InfoDmaAvail, VfioIovaRange,
     IOMMU_VFIO_IOAS_CLEAR, IOMMU_VFIO_IOAS_GET, IOMMU_VFIO_IOAS_SET, VFIO_API_VERSION,
     VFIO_CHECK_EXTENSION, VFIO_DMA_CC_IOMMU, VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE,
     VFIO_DMA_UNMAP_FLAG_ALL, VFIO_GET_API_VERSION, VFIO_IOMMU_GET_INFO, VFIO_IOMMU_INFO_CAPS,
@@ -169,7 +169,10 @@ fn unmap_dma(cx: &Cx<'_>, mem: &dyn UserMem, arg: u64) -> Result {
             if unmap.size == 0 {
                 return Err(EINVAL);
             }
-            let last = unmap.iova.checked_add(unmap.size - 1).ok_or(crate::errno::EOVERFLOW)?;
+            let last = unmap
+                .iova
+                .checked_add(unmap.size - 1)
+                .ok_or(crate::errno::EOVERFLOW)?;
             ioas.unmap(cx, unmap.iova, last)
         })()
     };
@@ -183,7 +186,8 @@ fn unmap_dma(cx: &Cx<'_>, mem: &dyn UserMem, arg: u64) -> Result {
             Err(e)
         }
     };
-    mem.write(arg, &unmap.as_bytes()[..minsz]).map_err(|_| EFAULT)?;
+    mem.write(arg, &unmap.as_bytes()[..minsz])
+        .map_err(|_| EFAULT)?;
     rc
 }
 

@@ -25,7 +25,6 @@ pub fn log_warn(args: core::fmt::Arguments<'_>) {
     pr_warn!("{}\n", args);
 }
 
-
 /// The user memory of the current task.
 pub struct UserSpace;
 
@@ -136,10 +135,15 @@ extern "C" {
     fn iommufd_rs_source_user(base: usize, writable: bool) -> *mut RawSource;
     fn iommufd_rs_source_file(
         fd: i32,
-        base: usize,
+        start: u64,
+        length: u64,
         writable: bool,
         out: *mut *mut RawSource,
     ) -> i32;
+    fn iommufd_rs_source_dmabuf(src: *const RawSource) -> *mut core::ffi::c_void;
+    fn iommufd_rs_source_revoked(src: *const RawSource) -> bool;
+    fn iommufd_rs_dmabuf_create(len: usize, open_flags: u32) -> i32;
+    fn iommufd_rs_dmabuf_revoke(fd: i32, revoked: bool, id: *mut *mut core::ffi::c_void) -> i32;
     fn iommufd_rs_source_free(src: *mut RawSource);
     fn iommufd_rs_source_set_mm_mode(src: *mut RawSource);
     fn iommufd_rs_source_is_file(src: *const RawSource) -> bool;
@@ -149,7 +153,7 @@ extern "C" {
         npages: usize,
         pages: *mut *mut RawPage,
     ) -> isize;
-    fn iommufd_rs_unpin(pages: *mut *mut RawPage, npages: usize);
+    fn iommufd_rs_unpin(src: *const RawSource, pages: *mut *mut RawPage, npages: usize);
     fn iommufd_rs_source_account(src: *mut RawSource, npages: usize, inc: bool) -> i32;
     fn iommufd_rs_owner_new(src: *const RawSource, npages: usize, out: *mut *mut RawSource) -> i32;
     fn iommufd_rs_owner_commit(src: *mut RawSource, owner: *mut RawSource, npages: usize);
@@ -164,16 +168,10 @@ extern "C" {
         to_page: bool,
     );
     fn iommufd_rs_capable(cap: i32) -> bool;
-    fn iommufd_rs_access_file(
-        priv_: *mut core::ffi::c_void,
-        filep: *mut *mut RawFile,
-    ) -> i32;
+    fn iommufd_rs_access_file(priv_: *mut core::ffi::c_void, filep: *mut *mut RawFile) -> i32;
     fn iommufd_rs_fd_install(fd: i32, file: *mut RawFile);
     fn iommufd_rs_fd_abort(fd: i32, file: *mut RawFile);
-    fn iommufd_rs_access_get(
-        fd: i32,
-        filep: *mut *mut RawFile,
-    ) -> *mut core::ffi::c_void;
+    fn iommufd_rs_access_get(fd: i32, filep: *mut *mut RawFile) -> *mut core::ffi::c_void;
     fn iommufd_rs_file_put(file: *mut RawFile);
 }
 
@@ -187,6 +185,7 @@ fn check(rc: i32) -> Result {
 
 /// A pinned page.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(transparent)]
 pub struct PageRef(*mut RawPage);
 
 // SAFETY: a pinned page may be used and released from any thread.
@@ -211,23 +210,39 @@ impl PageRef {
 
     /// Copies between `buf` and the page at `offset` (`to_page` = write).
     pub fn copy(self, offset: usize, buf: &mut [u8], to_page: bool) {
-        let len = buf.len().min(super::PAGE_SIZE as usize - offset.min(super::PAGE_SIZE as usize));
+        let len = buf
+            .len()
+            .min(super::PAGE_SIZE as usize - offset.min(super::PAGE_SIZE as usize));
         // SAFETY: the page is pinned, `offset + len <= PAGE_SIZE` and `buf`
         // is valid for `len` bytes.
         unsafe {
-            iommufd_rs_page_copy(self.0, offset as u32, buf.as_mut_ptr().cast(), len as u32, to_page)
+            iommufd_rs_page_copy(
+                self.0,
+                offset as u32,
+                buf.as_mut_ptr().cast(),
+                len as u32,
+                to_page,
+            )
         }
     }
 }
 
-/// Releases pins taken by [`PinSource::pin`].
-pub fn unpin(pages: &mut [PageRef]) {
-    if pages.is_empty() {
-        return;
-    }
-    // SAFETY: `PageRef` is a transparent page pointer; the pages were pinned
-    // once each by `PinSource::pin` and the caller gives that pin up.
-    unsafe { iommufd_rs_unpin(pages.as_mut_ptr().cast(), pages.len()) }
+/// `IOMMU_TEST_OP_DMABUF_GET`: exports a mock dma-buf of `len` bytes;
+/// returns its fd.
+pub fn dmabuf_create(len: usize, open_flags: u32) -> Result<i32> {
+    // SAFETY: plain call.
+    let fd = unsafe { iommufd_rs_dmabuf_create(len, open_flags) };
+    check(fd)?;
+    Ok(fd)
+}
+
+/// `IOMMU_TEST_OP_DMABUF_REVOKE`: sets a mock dma-buf's revoked state;
+/// returns its identity (compare with [`PinSource::dmabuf_id`]).
+pub fn dmabuf_revoke(fd: i32, revoked: bool) -> Result<usize> {
+    let mut id = ptr::null_mut();
+    // SAFETY: `id` is a valid out pointer.
+    check(unsafe { iommufd_rs_dmabuf_revoke(fd, revoked, &mut id) })?;
+    Ok(id as usize)
 }
 
 /// Where pinned pages come from and who is charged for them: user memory of
@@ -277,12 +292,12 @@ impl PinSource {
         })
     }
 
-    /// The file behind `fd` from page-aligned offset `base`.
-    pub fn file(fd: i32, base: u64, writable: bool) -> Result<Self> {
-        let base = usize::try_from(base).map_err(|_| crate::errno::EOVERFLOW)?;
+    /// The file behind `fd` (a memfd or a mock dma-buf), for bytes
+    /// `start..start + length`; page 0 is `start` rounded down.
+    pub fn file(fd: i32, start: u64, length: u64, writable: bool) -> Result<Self> {
         let mut raw = ptr::null_mut();
         // SAFETY: `raw` is a valid out pointer.
-        check(unsafe { iommufd_rs_source_file(fd, base, writable, &mut raw) })?;
+        check(unsafe { iommufd_rs_source_file(fd, start, length, writable, &mut raw) })?;
         Ok(Self {
             raw: ptr::NonNull::new(raw).ok_or(ENOMEM)?,
         })
@@ -298,6 +313,29 @@ impl PinSource {
     pub fn is_file(&self) -> bool {
         // SAFETY: `raw` is owned and valid.
         unsafe { iommufd_rs_source_is_file(self.raw.as_ptr()) }
+    }
+
+    /// The dma-buf identity of a dma-buf source.
+    pub fn dmabuf_id(&self) -> Option<usize> {
+        // SAFETY: `raw` is owned and valid.
+        let p = unsafe { iommufd_rs_source_dmabuf(self.raw.as_ptr()) };
+        (!p.is_null()).then_some(p as usize)
+    }
+
+    /// True while a dma-buf source is revoked.
+    pub fn revoked(&self) -> bool {
+        // SAFETY: `raw` is owned and valid.
+        unsafe { iommufd_rs_source_revoked(self.raw.as_ptr()) }
+    }
+
+    /// Releases pins taken by [`Self::pin`].
+    pub fn unpin(&self, pages: &mut [PageRef]) {
+        if pages.is_empty() {
+            return;
+        }
+        // SAFETY: `PageRef` is a transparent page pointer; the pages were
+        // pinned once each by `pin` and the caller gives that pin up.
+        unsafe { iommufd_rs_unpin(self.raw.as_ptr(), pages.as_mut_ptr().cast(), pages.len()) }
     }
 
     /// Pins pages from page `index` into `out`; returns how many (> 0).

@@ -12,6 +12,8 @@
 #include <linux/anon_inodes.h>
 #include <linux/capability.h>
 #include <linux/cred.h>
+#include <linux/dma-buf.h>
+#include <linux/dma-resv.h>
 #include <linux/err.h>
 #include <linux/file.h>
 #include <linux/fs.h>
@@ -24,6 +26,9 @@
 #include <linux/sched/task.h>
 #include <linux/sched/user.h>
 #include <linux/slab.h>
+
+/* The mock dma-buf exporter and importer below use the dma-buf core. */
+MODULE_IMPORT_NS("DMA_BUF");
 
 /* Accounting modes, as upstream's IOPT_PAGES_ACCOUNT_*. */
 enum {
@@ -43,6 +48,7 @@ struct iommufd_rs_source {
 	struct task_struct *task;
 	struct user_struct *user;
 	struct file *file;
+	struct dma_buf *dmabuf;
 	unsigned long base;
 	int account_mode;
 	bool writable;
@@ -80,28 +86,65 @@ struct iommufd_rs_source *iommufd_rs_source_user(unsigned long base,
 	return src;
 }
 
+/* The mock dma-buf exporter's buffer (IOMMU_TEST_OP_DMABUF_GET). */
+struct mock_dmabuf {
+	void *memory;
+	size_t length;
+	bool revoked;
+};
+
+static const struct dma_buf_ops mock_dmabuf_ops;
+
 /*
- * A source for the file behind @fd from page-aligned offset @base. The file
- * type is checked when pinning (memfd_pin_folios() refuses non-memfds).
- * Returns 0 or -EBADF/-ENOMEM.
+ * A source for the file behind @fd, mapping bytes @start..@start+@length:
+ * a dma-buf of the mock exporter (never pinned: its memory is the
+ * exporter's; -ENODEV while revoked, -EINVAL past its end, -EOPNOTSUPP for
+ * other exporters) or any other file, whose type is checked when pinning
+ * (memfd_pin_folios() refuses non-memfds). Returns 0 or -errno.
  */
-int iommufd_rs_source_file(int fd, unsigned long base, bool writable,
+int iommufd_rs_source_file(int fd, u64 start, u64 length, bool writable,
 			   struct iommufd_rs_source **out)
 {
 	struct iommufd_rs_source *src;
-	struct file *file;
+	struct dma_buf *dmabuf;
+	struct file *file = NULL;
+	int rc;
 
-	file = fget(fd);
-	if (!file)
-		return -EBADF;
+	dmabuf = dma_buf_get(fd);
+	if (!IS_ERR(dmabuf)) {
+		struct mock_dmabuf *priv = dmabuf->priv;
+
+		rc = 0;
+		if (dmabuf->ops != &mock_dmabuf_ops)
+			rc = -EOPNOTSUPP;
+		else if (READ_ONCE(priv->revoked))
+			rc = -ENODEV;
+		else if (start >= priv->length || length > priv->length - start)
+			rc = -EINVAL;
+		if (rc) {
+			dma_buf_put(dmabuf);
+			return rc;
+		}
+	} else {
+		dmabuf = NULL;
+		file = fget(fd);
+		if (!file)
+			return -EBADF;
+	}
 	src = kzalloc_obj(*src, GFP_KERNEL_ACCOUNT);
 	if (!src) {
-		fput(file);
+		if (file)
+			fput(file);
+		if (dmabuf)
+			dma_buf_put(dmabuf);
 		return -ENOMEM;
 	}
 	source_take_current(src);
 	src->file = file;
-	src->base = base;
+	src->dmabuf = dmabuf;
+	if (dmabuf)
+		src->account_mode = IOMMUFD_RS_ACCOUNT_NONE;
+	src->base = ALIGN_DOWN(start, PAGE_SIZE);
 	src->writable = writable;
 	*out = src;
 	return 0;
@@ -112,6 +155,8 @@ void iommufd_rs_source_free(struct iommufd_rs_source *src)
 {
 	if (src->file)
 		fput(src->file);
+	if (src->dmabuf)
+		dma_buf_put(src->dmabuf);
 	free_uid(src->user);
 	put_task_struct(src->task);
 	mmdrop(src->mm);
@@ -125,10 +170,27 @@ void iommufd_rs_source_set_mm_mode(struct iommufd_rs_source *src)
 		src->account_mode = IOMMUFD_RS_ACCOUNT_MM;
 }
 
-/* True if the source is a file (memfd) rather than a user VA range. */
+/* True if the source is a file (memfd or dma-buf) rather than user memory. */
 bool iommufd_rs_source_is_file(const struct iommufd_rs_source *src)
 {
-	return src->file;
+	return src->file || src->dmabuf;
+}
+
+/* The dma-buf behind the source (an identity for revoke), or NULL. */
+void *iommufd_rs_source_dmabuf(const struct iommufd_rs_source *src)
+{
+	return src->dmabuf;
+}
+
+/* True while the source's dma-buf is revoked by its exporter. */
+bool iommufd_rs_source_revoked(const struct iommufd_rs_source *src)
+{
+	struct mock_dmabuf *priv;
+
+	if (!src->dmabuf)
+		return false;
+	priv = src->dmabuf->priv;
+	return READ_ONCE(priv->revoked);
 }
 
 /* Pins @npages folio pages of a memfd from page @index into @pages. */
@@ -190,6 +252,18 @@ long iommufd_rs_source_pin(struct iommufd_rs_source *src, unsigned long index,
 	int locked = 1;
 	long rc;
 
+	if (src->dmabuf) {
+		struct mock_dmabuf *priv = src->dmabuf->priv;
+		unsigned long i;
+
+		/* Exporter memory: nothing to pin, only its pages to report. */
+		if (READ_ONCE(priv->revoked))
+			return -ENODEV;
+		for (i = 0; i != npages; i++)
+			pages[i] = virt_to_page(priv->memory +
+						(src->base + (index + i) * PAGE_SIZE));
+		return npages;
+	}
 	if (src->file)
 		return pin_file(src, index, npages, pages);
 	if (src->mm == current->mm) {
@@ -207,10 +281,12 @@ long iommufd_rs_source_pin(struct iommufd_rs_source *src, unsigned long index,
 	return rc ? rc : -EFAULT;
 }
 
-/* Releases pins taken by iommufd_rs_source_pin(). */
-void iommufd_rs_unpin(struct page **pages, unsigned long npages)
+/* Releases pins taken by iommufd_rs_source_pin() (none for dma-bufs). */
+void iommufd_rs_unpin(const struct iommufd_rs_source *src, struct page **pages,
+		      unsigned long npages)
 {
-	unpin_user_pages(pages, npages);
+	if (!src->dmabuf)
+		unpin_user_pages(pages, npages);
 }
 
 /* io_uring-style accounting against the user's RLIMIT_MEMLOCK. */
@@ -263,6 +339,8 @@ int iommufd_rs_source_account(struct iommufd_rs_source *src,
 {
 	int rc = 0;
 
+	if (src->dmabuf)
+		return 0;
 	if (src->account_mode == IOMMUFD_RS_ACCOUNT_USER)
 		rc = account_user(src, npages, inc);
 	else if (src->account_mode == IOMMUFD_RS_ACCOUNT_MM)
@@ -446,4 +524,113 @@ void iommufd_rs_file_put(struct file *file)
 bool iommufd_rs_capable(int cap)
 {
 	return capable(cap);
+}
+
+/* The mock exporter refuses DMA mapping: only iommufd imports its buffers. */
+static int mock_dmabuf_attach(struct dma_buf *dmabuf,
+			      struct dma_buf_attachment *attachment)
+{
+	return 0;
+}
+
+/* Nothing to undo for an attachment. */
+static void mock_dmabuf_detach(struct dma_buf *dmabuf,
+			       struct dma_buf_attachment *attachment)
+{
+}
+
+/* No scatterlist mappings for other importers. */
+static struct sg_table *mock_dmabuf_map(struct dma_buf_attachment *attachment,
+					enum dma_data_direction dir)
+{
+	return ERR_PTR(-EOPNOTSUPP);
+}
+
+/* Counterpart of mock_dmabuf_map(); never reached. */
+static void mock_dmabuf_unmap(struct dma_buf_attachment *attachment,
+			      struct sg_table *sgt,
+			      enum dma_data_direction dir)
+{
+}
+
+/* The last reference went: free the buffer. */
+static void mock_dmabuf_release(struct dma_buf *dmabuf)
+{
+	struct mock_dmabuf *priv = dmabuf->priv;
+
+	kfree(priv->memory);
+	kfree(priv);
+}
+
+static const struct dma_buf_ops mock_dmabuf_ops = {
+	.attach = mock_dmabuf_attach,
+	.detach = mock_dmabuf_detach,
+	.map_dma_buf = mock_dmabuf_map,
+	.unmap_dma_buf = mock_dmabuf_unmap,
+	.release = mock_dmabuf_release,
+};
+
+/*
+ * IOMMU_TEST_OP_DMABUF_GET: exports @len bytes (rounded up to pages, at
+ * most 512 pages) of zeroed kernel memory as a dma-buf and returns its new
+ * fd (opened with @open_flags), or -errno.
+ */
+int iommufd_rs_dmabuf_create(size_t len, unsigned int open_flags)
+{
+	DEFINE_DMA_BUF_EXPORT_INFO(exp_info);
+	struct mock_dmabuf *priv;
+	struct dma_buf *dmabuf;
+	int fd;
+
+	len = ALIGN(len, PAGE_SIZE);
+	if (len == 0 || len > PAGE_SIZE * 512)
+		return -EINVAL;
+	priv = kzalloc_obj(*priv, GFP_KERNEL_ACCOUNT);
+	if (!priv)
+		return -ENOMEM;
+	priv->length = len;
+	priv->memory = kzalloc(len, GFP_KERNEL_ACCOUNT);
+	if (!priv->memory) {
+		kfree(priv);
+		return -ENOMEM;
+	}
+	exp_info.ops = &mock_dmabuf_ops;
+	exp_info.size = len;
+	exp_info.flags = open_flags;
+	exp_info.priv = priv;
+	dmabuf = dma_buf_export(&exp_info);
+	if (IS_ERR(dmabuf)) {
+		kfree(priv->memory);
+		kfree(priv);
+		return PTR_ERR(dmabuf);
+	}
+	fd = dma_buf_fd(dmabuf, open_flags);
+	if (fd < 0)
+		dma_buf_put(dmabuf);
+	return fd;
+}
+
+/*
+ * IOMMU_TEST_OP_DMABUF_REVOKE: sets the revoked state of a mock dma-buf and
+ * returns its identity in @id (to find the mappings that must go), or
+ * -EOPNOTSUPP for other dma-bufs.
+ */
+int iommufd_rs_dmabuf_revoke(int fd, bool revoked, void **id)
+{
+	struct dma_buf *dmabuf = dma_buf_get(fd);
+	struct mock_dmabuf *priv;
+
+	if (IS_ERR(dmabuf))
+		return PTR_ERR(dmabuf);
+	if (dmabuf->ops != &mock_dmabuf_ops) {
+		dma_buf_put(dmabuf);
+		return -EOPNOTSUPP;
+	}
+	priv = dmabuf->priv;
+	dma_resv_lock(dmabuf->resv, NULL);
+	WRITE_ONCE(priv->revoked, revoked);
+	dma_resv_unlock(dmabuf->resv);
+	*id = dmabuf;
+	dma_buf_put(dmabuf);
+	return 0;
 }

@@ -341,8 +341,18 @@ impl PageRef {
     }
 }
 
-/// Releases pins taken by [`PinSource::pin`].
-pub fn unpin(pages: &mut [PageRef]) {
+/// Mock dma-bufs do not exist on the host.
+pub fn dmabuf_create(_len: usize, _open_flags: u32) -> Result<i32> {
+    Err(crate::errno::EOPNOTSUPP)
+}
+
+/// Mock dma-bufs do not exist on the host.
+pub fn dmabuf_revoke(_fd: i32, _revoked: bool) -> Result<usize> {
+    Err(crate::errno::EOPNOTSUPP)
+}
+
+/// Releases fake pins.
+fn fake_unpin(pages: &mut [PageRef]) {
     fake_mm(|m| {
         for p in pages.iter() {
             match m.pins.get_mut(&p.0) {
@@ -394,12 +404,12 @@ impl PinSource {
     }
 
     /// A fake memfd: negative fds are `EBADF`.
-    pub fn file(fd: i32, base: u64, _writable: bool) -> Result<Self> {
+    pub fn file(fd: i32, start: u64, _length: u64, _writable: bool) -> Result<Self> {
         if fd < 0 {
             return Err(crate::errno::EBADF);
         }
         Ok(Self {
-            base,
+            base: start & !(super::PAGE_SIZE - 1),
             file: Some(fd),
             mm_mode: Default::default(),
         })
@@ -414,6 +424,21 @@ impl PinSource {
     /// True for memfd sources.
     pub fn is_file(&self) -> bool {
         self.file.is_some()
+    }
+
+    /// No dma-bufs on the host.
+    pub fn dmabuf_id(&self) -> Option<usize> {
+        None
+    }
+
+    /// No dma-bufs on the host.
+    pub fn revoked(&self) -> bool {
+        false
+    }
+
+    /// Releases pins taken by [`Self::pin`].
+    pub fn unpin(&self, pages: &mut [PageRef]) {
+        fake_unpin(pages)
     }
 
     /// Pins pages from `index` into `out`.

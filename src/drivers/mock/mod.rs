@@ -13,8 +13,7 @@ use crate::errno::{
 use crate::ioas::{get_ioas, iopt::prot, iopt::ResvOwner};
 use crate::object::{Holder, ObjKind, Object, Payload};
 use crate::platform::{
-    access_file_get, user_page_info, Arc, CtxCell, NewAccessFile, PVec, PageRef, VecExt,
-    PAGE_SIZE,
+    access_file_get, user_page_info, Arc, CtxCell, NewAccessFile, PVec, PageRef, VecExt, PAGE_SIZE,
 };
 use crate::uapi::*;
 use crate::ucmd::{Cx, Ictx, Ucmd};
@@ -77,7 +76,9 @@ pub(crate) fn test_cmd(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
             let res = ioas.iopt(cx.held)?.reserve(p.start, last, ResvOwner::Test);
             res
         }
-        IOMMU_TEST_OP_MOCK_DOMAIN | IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS => mock_domain(cx, ucmd, &mut cmd),
+        IOMMU_TEST_OP_MOCK_DOMAIN | IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS => {
+            mock_domain(cx, ucmd, &mut cmd)
+        }
         IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE => {
             let mut p: TestMockDomainReplace = cmd.payload();
             let s = cx.ictx.objects().get(cmd.id, Some(ObjKind::Selftest))?;
@@ -131,6 +132,26 @@ pub(crate) fn test_cmd(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
                 Some(&c) if c == p.cache => Ok(()),
                 _ => Err(EINVAL),
             }
+        }
+        IOMMU_TEST_OP_DMABUF_GET => {
+            let p: TestDmabufGet = cmd.payload();
+            // Unlike upstream's selftest (which returns 0), the new fd is
+            // the ioctl's result, as the selftests expect.
+            let fd = crate::platform::dmabuf_create(p.length as usize, p.open_flags)?;
+            ucmd.set_retval(fd as isize);
+            Ok(())
+        }
+        IOMMU_TEST_OP_DMABUF_REVOKE => {
+            let p: TestDmabufRevoke = cmd.payload();
+            let id = crate::platform::dmabuf_revoke(p.dmabuf_fd, p.revoked != 0)?;
+            if p.revoked != 0 {
+                for obj in cx.ictx.objects().collect(Some(ObjKind::Ioas))?.iter() {
+                    if let Some(ioas) = crate::payload!(obj, Ioas) {
+                        ioas.iopt(cx.held)?.revoke_dmabuf(cx.held, id)?;
+                    }
+                }
+            }
+            Ok(())
         }
         _ => Err(EOPNOTSUPP),
     }
@@ -238,7 +259,11 @@ fn check_map(cx: &Cx<'_>, hwpt_id: u32, p: TestCheckMap) -> Result {
     let r = cx.ictx.objects().get(hwpt_id, Some(ObjKind::HwptPaging))?;
     let hwpt = crate::payload!(r.object(), HwptPaging).ok_or(ENOENT)?;
     let ps = hwpt.domain.min_page_size();
-    if p.iova % ps != 0 || p.length % ps != 0 || p.uptr % ps != 0 || p.uptr.checked_add(p.length).is_none() {
+    if !p.iova.is_multiple_of(ps)
+        || !p.length.is_multiple_of(ps)
+        || !p.uptr.is_multiple_of(ps)
+        || p.uptr.checked_add(p.length).is_none()
+    {
         return Err(EINVAL);
     }
     let (mut iova, mut uptr, mut left) = (p.iova, p.uptr, p.length);
@@ -257,7 +282,10 @@ fn check_map(cx: &Cx<'_>, hwpt_id: u32, p: TestCheckMap) -> Result {
 
 /// `MD_CHECK_REFS`: every (non-compound) page at `uptr` has `refs` pins.
 fn check_refs(p: TestCheckRefs) -> Result {
-    if p.length % PAGE_SIZE != 0 || p.uptr % PAGE_SIZE != 0 || p.uptr.checked_add(p.length).is_none() {
+    if !p.length.is_multiple_of(PAGE_SIZE)
+        || !p.uptr.is_multiple_of(PAGE_SIZE)
+        || p.uptr.checked_add(p.length).is_none()
+    {
         return Err(EINVAL);
     }
     let (mut uptr, mut left) = (p.uptr, p.length);
@@ -344,7 +372,13 @@ fn access_attach(cx: &Cx<'_>, obj: &Arc<Object>, ioas_id: u32) -> Result {
 /// Detaches an access from its IOAS, dropping every pin it holds.
 fn access_detach(cx: &Cx<'_>, obj: &Arc<Object>) -> Result {
     let acc = access_of(obj)?;
-    let Some(ioas_obj) = acc.st.get(cx.held)?.ioas.as_ref().map(|h| h.object().clone()) else {
+    let Some(ioas_obj) = acc
+        .st
+        .get(cx.held)?
+        .ioas
+        .as_ref()
+        .map(|h| h.object().clone())
+    else {
         return Ok(());
     };
     access_notify_unmap(cx, obj, 0, u64::MAX)?;
@@ -359,7 +393,12 @@ fn access_detach(cx: &Cx<'_>, obj: &Arc<Object>) -> Result {
 /// `ACCESS_REPLACE_IOAS`.
 fn access_replace_ioas(cx: &Cx<'_>, obj: &Arc<Object>, ioas_id: u32) -> Result {
     let acc = access_of(obj)?;
-    let cur = acc.st.get(cx.held)?.ioas.as_ref().map(|h| h.object().clone());
+    let cur = acc
+        .st
+        .get(cx.held)?
+        .ioas
+        .as_ref()
+        .map(|h| h.object().clone());
     let Some(cur) = cur else {
         return Err(ENOENT);
     };
@@ -425,7 +464,7 @@ pub fn access_file_released(owner: Arc<StAccessFile>) {
 /// True if `iova` starts a page of the area, and (unless it is the last
 /// piece) the piece ends at a page end: access pins are whole pages.
 fn contig_aligned(a: &crate::ioas::iopt::Area, cur: u64, end: u64, last: u64) -> bool {
-    if a.start_byte_of(cur) % PAGE_SIZE != 0 {
+    if !a.start_byte_of(cur).is_multiple_of(PAGE_SIZE) {
         return false;
     }
     end == last || a.start_byte_of(a.last) % PAGE_SIZE == PAGE_SIZE - 1
@@ -433,7 +472,13 @@ fn contig_aligned(a: &crate::ioas::iopt::Area, cur: u64, end: u64, last: u64) ->
 
 /// Pins `iova..+length` of the access's IOAS (whole pages), returning the
 /// pages in order.
-fn access_pin(cx: &Cx<'_>, ioas_obj: &Arc<Object>, iova: u64, length: u64, write: bool) -> Result<PVec<PageRef>> {
+fn access_pin(
+    cx: &Cx<'_>,
+    ioas_obj: &Arc<Object>,
+    iova: u64,
+    length: u64,
+    write: bool,
+) -> Result<PVec<PageRef>> {
     if length == 0 {
         return Err(EINVAL);
     }
@@ -498,10 +543,22 @@ fn access_pages(cx: &Cx<'_>, ucmd: &Ucmd<'_>, cmd: &mut IommuTestCmd) -> Result 
     if !acc.needs_pin {
         return Err(EOPNOTSUPP);
     }
-    let Some(ioas) = acc.st.get(cx.held)?.ioas.as_ref().map(|h| h.object().clone()) else {
+    let Some(ioas) = acc
+        .st
+        .get(cx.held)?
+        .ioas
+        .as_ref()
+        .map(|h| h.object().clone())
+    else {
         return Err(ENOENT);
     };
-    let pages = access_pin(cx, &ioas, p.iova, p.length, p.flags & MOCK_FLAGS_ACCESS_WRITE != 0)?;
+    let pages = access_pin(
+        cx,
+        &ioas,
+        p.iova,
+        p.length,
+        p.flags & MOCK_FLAGS_ACCESS_WRITE != 0,
+    )?;
     let res = (|| {
         if p.uptr != 0 {
             let mut u = p.uptr - (p.iova % PAGE_SIZE);
@@ -560,7 +617,13 @@ fn access_rw(cx: &Cx<'_>, ucmd: &Ucmd<'_>, cmd: &IommuTestCmd) -> Result {
         return Err(EINVAL);
     }
     let last = p.iova.checked_add(p.length - 1).ok_or(EOVERFLOW)?;
-    let Some(ioas_obj) = acc.st.get(cx.held)?.ioas.as_ref().map(|h| h.object().clone()) else {
+    let Some(ioas_obj) = acc
+        .st
+        .get(cx.held)?
+        .ioas
+        .as_ref()
+        .map(|h| h.object().clone())
+    else {
         return Err(ENOENT);
     };
     let ioas = crate::payload!(ioas_obj, Ioas).ok_or(ENOENT)?;
@@ -572,7 +635,8 @@ fn access_rw(cx: &Cx<'_>, ucmd: &Ucmd<'_>, cmd: &IommuTestCmd) -> Result {
             return Err(EPERM);
         }
         let n = (e - s + 1) as usize;
-        a.pages.rw(held, a.start_byte_of(s), &mut buf[off..off + n], write)?;
+        a.pages
+            .rw(held, a.start_byte_of(s), &mut buf[off..off + n], write)?;
         off += n;
         Ok(())
     })?;
