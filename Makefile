@@ -30,7 +30,7 @@ KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) ARCH=x86_64 LLVM= \
 CC_STATIC = gcc -static -O2 -Wall -Werror -D_GNU_SOURCE
 
 .PHONY: all toolchain kernel module selftests demo-client fmt-check clippy \
-	test test-asan host-checks vm-test demo check clean
+	test test-asan host-checks vm-test demo bench check clean
 
 all: module selftests
 
@@ -61,6 +61,8 @@ selftests: kernel | $(BUILD)
 	mkdir -p $(BUILD)/guest $(BUILD)/upstream-selftests
 	$(CC_STATIC) $(SELFTEST_CFLAGS) -o $(BUILD)/guest/iommufd_rs_abi selftests/iommufd_rs_abi.c
 	$(CC_STATIC) $(SELFTEST_CFLAGS) -o $(BUILD)/guest/iommufd_demo demo/iommufd_demo.c
+	$(CC_STATIC) $(SELFTEST_CFLAGS) -I$(KSRC)/drivers/iommu/iommufd \
+		-o $(BUILD)/guest/iommufd_bench bench/iommufd_bench.c
 	$(MAKE) -s -C $(KSRC)/tools/testing/selftests/iommu OUTPUT=$(BUILD)/upstream-selftests \
 		KHDR_INCLUDES="-isystem $(KDIR)/usr/include" USERLDFLAGS=-static >/dev/null
 	cp $(BUILD)/upstream-selftests/iommufd $(BUILD)/upstream-selftests/iommufd_fail_nth $(BUILD)/guest/
@@ -89,6 +91,11 @@ vm-test: module selftests
 
 demo: module selftests
 	scripts/vm-test.sh demo
+
+# Benchmarks (not tests): iommufd_rs vs upstream iommufd.ko in one boot,
+# written to build/vm/bench.json.
+bench: module selftests
+	scripts/vm-test.sh bench
 
 check: host-checks vm-test
 

@@ -37,14 +37,19 @@ if [ "${IOMMUFD_RS_ACCEL:-auto}" = kvm ] || { [ "${IOMMUFD_RS_ACCEL:-auto}" = au
 	accel=(-machine q35,accel=kvm,kernel-irqchip=split -cpu host)
 fi
 
+# The benchmark maps 512 MiB of 4 KiB pages and 512 MiB of 2 MiB hugetlb
+# pages; the tests need 64 hugepages.
+mem=2G hugepages=64
+[ "$mode" = bench ] && mem=4G hugepages=320
+
 log "booting the test VM ($mode, ${accel[1]})"
 rc=0
-timeout "${IOMMUFD_RS_VM_TIMEOUT:-2400}" qemu-system-x86_64 "${accel[@]}" -m 2G -smp 2 \
+timeout "${IOMMUFD_RS_VM_TIMEOUT:-2400}" qemu-system-x86_64 "${accel[@]}" -m "$mem" -smp 2 \
 	-device intel-iommu,intremap=on -device edu \
 	-display none -monitor none -no-reboot \
 	-serial "file:$out/console.log" -serial "file:$out/results.log" \
 	-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$out/initramfs.cpio.gz" \
-	-append "console=ttyS0 panic=-1 oops=panic intel_iommu=on hugepages=64 iommufd_rs_vm=$mode" \
+	-append "console=ttyS0 panic=-1 oops=panic intel_iommu=on hugepages=$hugepages iommufd_rs_vm=$mode" \
 	</dev/null || rc=$?
 [ $rc = 0 ] || log "QEMU exited with $rc"
 

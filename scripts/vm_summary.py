@@ -100,6 +100,42 @@ def kunit_suites(dmesg):
         yield name, body
 
 
+def write_bench(merged, out):
+    """bench.json: per cell, the median of each server and the throughput
+    ratio ours/upstream (= upstream time / our time). Returns problems."""
+    runs = {}
+    for server in ("iommufd_rs", "iommufd"):
+        sec = merged.get(f"bench@{server}")
+        cells = {}
+        for line in (sec["body"] if sec else []):
+            if line.startswith("{"):
+                try:
+                    c = json.loads(line)
+                except ValueError:
+                    continue
+                cells[c["cell"]] = c
+        runs[server] = cells
+    table = {}
+    for cell, ours in runs["iommufd_rs"].items():
+        up = runs["iommufd"].get(cell)
+        row = {"bytes": ours["bytes"], "reps": ours["reps"],
+               "iommufd_rs_median_ns": ours["median_ns"],
+               "iommufd_median_ns": up["median_ns"] if up else None}
+        row["ratio"] = round(up["median_ns"] / ours["median_ns"], 3) if up and ours["median_ns"] else None
+        table[cell] = row
+    (out / "bench.json").write_text(json.dumps({"cells": table}, indent=2) + "\n")
+    if table:
+        print(f"{'cell':28} {'iommufd_rs ms':>14} {'iommufd ms':>11} {'ratio':>6}")
+        for cell, r in table.items():
+            up = r["iommufd_median_ns"]
+            print(f"{cell:28} {r['iommufd_rs_median_ns'] / 1e6:14.2f} "
+                  f"{(up or 0) / 1e6:11.2f} {r['ratio'] or 0:6.2f}")
+    problems = []
+    if not runs["iommufd_rs"] or not runs["iommufd"]:
+        problems.append("a benchmark run produced no results")
+    return problems
+
+
 def main():
     mode, out = sys.argv[1], Path(sys.argv[2])
     log = (out / "results.log").read_text(errors="replace") if (out / "results.log").exists() else ""
@@ -127,9 +163,11 @@ def main():
         print("\n".join(demo["body"]) if demo else "(the demo produced no output)")
         if not demo or demo["rc"] != 0:
             problems.append("the demo client reported failures")
+    if mode == "bench":
+        problems += write_bench(merged, out)
     summary = {"mode": mode, "completed": done, "splats": splats, "suites": {}}
     for name, s in merged.items():
-        if name == "demo":
+        if name == "demo" or name.startswith("bench@"):
             continue
         (out / f"{name}.tap").write_text("\n".join(s["body"]) + "\n")
         c = count(s["body"])
