@@ -293,14 +293,24 @@ impl Iopt {
             return Err(EINVAL);
         }
         let (lo, hi) = (PAGE_SIZE, u64::MAX - PAGE_SIZE);
+        // As upstream's span walk: the start is aligned first, then the holes
+        // between reserved ranges and areas are searched from there.
         let try_span = |s: u64, l: u64| -> Option<u64> {
-            fit(s, l, length, align, page_offset)?;
-            self.for_each_hole(s, l, |hs, hl| fit(hs, hl, length, align, page_offset))
+            let start = fit(s, l, length, align, page_offset)?;
+            self.for_each_hole(start, l, |hs, hl| fit(hs, hl, length, align, page_offset))
         };
         if self.allowed.is_empty() {
             return try_span(lo, hi).ok_or(ENOSPC);
         }
-        for &(s, l) in self.allowed.iter() {
+        // Adjacent allowed ranges form one span.
+        let mut i = 0;
+        while i < self.allowed.len() {
+            let (s, mut l) = self.allowed[i];
+            while i + 1 < self.allowed.len() && l.checked_add(1) == Some(self.allowed[i + 1].0) {
+                i += 1;
+                l = self.allowed[i].1;
+            }
+            i += 1;
             if l < lo || s > hi {
                 continue;
             }

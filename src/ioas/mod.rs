@@ -90,8 +90,20 @@ impl Ioas {
     /// Unmaps every area inside `start..=last` (an area sticking out is
     /// `ENOENT`). Accesses pinning an area are asked to let go first.
     /// Returns the bytes unmapped.
-    pub fn unmap(&self, cx: &Cx<'_>, mut start: u64, last: u64) -> Result<u64> {
-        let mut unmapped = 0u64;
+    pub fn unmap(&self, cx: &Cx<'_>, start: u64, last: u64) -> Result<u64> {
+        let mut unmapped = 0;
+        self.unmap_counted(cx, start, last, &mut unmapped)?;
+        Ok(unmapped)
+    }
+
+    /// [`Self::unmap`], reporting the bytes unmapped before an error too.
+    pub fn unmap_counted(
+        &self,
+        cx: &Cx<'_>,
+        mut start: u64,
+        last: u64,
+        unmapped: &mut u64,
+    ) -> Result {
         let mut tries = 0u32;
         loop {
             let mut iopt = self.iopt(cx.held)?;
@@ -124,13 +136,13 @@ impl Ioas {
                 continue;
             }
             let area_last = a.last;
-            unmapped += iopt.remove_area(cx.held, i)?;
+            *unmapped += iopt.remove_area(cx.held, i)?;
             if area_last >= last {
                 break;
             }
             start = area_last + 1;
         }
-        Ok(unmapped)
+        Ok(())
     }
 
     fn accesses_snapshot(&self, held: &Held<'_>) -> Result<PVec<Arc<Object>>> {

@@ -10,9 +10,7 @@
 //! VmPin) follows the pins, charged after pinning and undone on failure.
 
 use crate::errno::{Result, EINVAL, EOVERFLOW};
-use crate::platform::{
-    arc_new, Arc, CtxCell, Held, PVec, PageRef, PinSource, VecExt, PAGE_SIZE,
-};
+use crate::platform::{arc_new, Arc, CtxCell, Held, PVec, PageRef, PinSource, VecExt, PAGE_SIZE};
 
 /// Pages pinned per call into the source: bounds the time spent in one GUP
 /// call without making batches pointlessly small.

@@ -150,42 +150,34 @@ fn unmap_dma(cx: &Cx<'_>, mem: &dyn UserMem, arg: u64) -> Result {
     }
     let r = compat_ioas(cx)?;
     let ioas = ioas_of(&r)?;
-    let res = if unmap.flags & VFIO_DMA_UNMAP_FLAG_ALL != 0 {
+    let mut unmapped = 0u64;
+    let rc = if unmap.flags & VFIO_DMA_UNMAP_FLAG_ALL != 0 {
         if unmap.iova != 0 || unmap.size != 0 {
             return Err(EINVAL);
         }
-        ioas.unmap(cx, 0, u64::MAX)
+        ioas.unmap_counted(cx, 0, u64::MAX, &mut unmapped)
     } else {
-        (|| {
-            if ioas.iopt(cx.held)?.large_pages_disabled() {
-                // Type1 (v1) may unmap part of a mapping: cut areas first.
-                let end = unmap.iova.wrapping_add(unmap.size).wrapping_sub(1);
-                let mut iopt = ioas.iopt(cx.held)?;
-                iopt.cut(cx.held, end)?;
-                if unmap.iova != 0 {
-                    iopt.cut(cx.held, unmap.iova - 1)?;
-                }
+        if ioas.iopt(cx.held)?.large_pages_disabled() {
+            // Type1 (v1) may unmap part of a mapping: cut areas first. A
+            // failed cut reports nothing back, as upstream.
+            let end = unmap.iova.wrapping_add(unmap.size).wrapping_sub(1);
+            let mut iopt = ioas.iopt(cx.held)?;
+            iopt.cut(cx.held, end)?;
+            if unmap.iova != 0 {
+                iopt.cut(cx.held, unmap.iova - 1)?;
             }
-            if unmap.size == 0 {
-                return Err(EINVAL);
-            }
-            let last = unmap
-                .iova
-                .checked_add(unmap.size - 1)
-                .ok_or(crate::errno::EOVERFLOW)?;
-            ioas.unmap(cx, unmap.iova, last)
-        })()
-    };
-    let rc = match res {
-        Ok(n) => {
-            unmap.size = n;
-            Ok(())
         }
-        Err(e) => {
-            unmap.size = 0;
-            Err(e)
+        if unmap.size == 0 {
+            Err(EINVAL)
+        } else {
+            match unmap.iova.checked_add(unmap.size - 1) {
+                Some(last) => ioas.unmap_counted(cx, unmap.iova, last, &mut unmapped),
+                None => Err(crate::errno::EOVERFLOW),
+            }
         }
     };
+    // Like upstream, the bytes unmapped are reported even on failure.
+    unmap.size = unmapped;
     mem.write(arg, &unmap.as_bytes()[..minsz])
         .map_err(|_| EFAULT)?;
     rc

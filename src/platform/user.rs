@@ -455,7 +455,7 @@ impl PinSource {
                 m.fail_pin_after = Some(left - n as u64);
             }
             for (i, slot) in out.iter_mut().take(n).enumerate() {
-                let pfn = salt + (self.base / ps) + index + i as u64;
+                let pfn = FAKE_PFN_BASE + salt + (self.base / ps) + index + i as u64;
                 *slot = PageRef(pfn);
                 *m.pins.entry(pfn).or_default() += 1;
             }
@@ -486,9 +486,12 @@ impl PinSource {
     }
 }
 
+/// Fake frames start here, so that no page is frame 0 (`PageRef::default`).
+const FAKE_PFN_BASE: u64 = 1;
+
 /// The fake page at `uaddr`: its physical address and pin count.
 pub fn user_page_info(uaddr: u64) -> Result<(u64, Option<u32>)> {
-    let pfn = uaddr / super::PAGE_SIZE;
+    let pfn = FAKE_PFN_BASE + uaddr / super::PAGE_SIZE;
     Ok((
         pfn * super::PAGE_SIZE,
         Some(fake_mm(|m| m.pins.get(&pfn).copied().unwrap_or(0))),
