@@ -79,6 +79,9 @@ impl MockPageTable {
     /// returns the bytes that were mapped.
     pub fn unmap(&mut self, iova: u64, len: u64) -> Result<u64> {
         let end = iova.checked_add(len).ok_or(EINVAL)?;
+        // Room for the two edge splits up front, so a failed allocation
+        // cannot leave a run cut in half.
+        self.runs.try_reserve_for(2)?;
         let mut i = self.first_after(iova);
         // Split a run straddling the start.
         if let Some(r) = self.runs.get(i).copied() {
