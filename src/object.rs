@@ -94,6 +94,13 @@ impl Object {
         self.id
     }
 
+    /// Drops the table's reference if it is the only one (for removal).
+    fn take_last_user(&self) -> bool {
+        self.users
+            .compare_exchange(1, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
     /// Takes a structural reference (`users`), e.g. a HWPT on its IOAS.
     pub fn hold(self: &Arc<Self>) -> Holder {
         self.users.fetch_add(1, Ordering::AcqRel);
@@ -254,10 +261,11 @@ impl ObjectTable {
     pub fn remove(&self, id: u32) -> Result<Arc<Object>> {
         self.ids
             .remove_if(id, |o| {
-                o.users
-                    .compare_exchange(1, 0, Ordering::AcqRel, Ordering::Acquire)
-                    .map(|_| ())
-                    .map_err(|_| EBUSY)
+                if o.take_last_user() {
+                    Ok(())
+                } else {
+                    Err(EBUSY)
+                }
             })
             .ok_or(ENOENT)?
     }
@@ -270,10 +278,11 @@ impl ObjectTable {
                 if !core::ptr::eq(o, &**obj) {
                     return Err(ENOENT);
                 }
-                o.users
-                    .compare_exchange(1, 0, Ordering::AcqRel, Ordering::Acquire)
-                    .map(|_| ())
-                    .map_err(|_| EBUSY)
+                if o.take_last_user() {
+                    Ok(())
+                } else {
+                    Err(EBUSY)
+                }
             })
             .ok_or(ENOENT)?
     }
@@ -281,11 +290,7 @@ impl ObjectTable {
     /// Removes the lowest-ID object nothing else references (file release
     /// tears objects down leaf first this way).
     pub fn remove_unused(&self) -> Option<Arc<Object>> {
-        self.ids.remove_first_if(|o| {
-            o.users
-                .compare_exchange(1, 0, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        })
+        self.ids.remove_first_if(Object::take_last_user)
     }
 
     /// Any published object (to test for emptiness).

@@ -234,27 +234,8 @@ struct Op {
     handler: Handler,
 }
 
-/// `offsetofend(T, field)` as the `u32` a size field compares with.
-macro_rules! min_size {
-    ($t:ty, $field:ident) => {{
-        let end = core::mem::offset_of!($t, $field) + size_of::<u32>();
-        // Every min-size field is a u32 and no struct is near 4 GiB.
-        end as u32
-    }};
-}
-
-macro_rules! op {
-    ($nr:ident, $t:ident, $last:ident, $h:path) => {
-        Op {
-            nr: cmd::$nr,
-            min_size: min_size_any!(crate::uapi::$t, $last),
-            handler: $h,
-        }
-    };
-}
-
 /// `offsetofend(T, field)` for a field of any size.
-macro_rules! min_size_any {
+macro_rules! min_size {
     ($t:ty, $field:ident) => {{
         const fn size_of_field<F>(_: *const F) -> usize {
             size_of::<F>()
@@ -266,13 +247,20 @@ macro_rules! min_size_any {
     }};
 }
 
+/// A table entry: command, struct and last original field, handler.
+macro_rules! op {
+    ($nr:ident, $t:ident, $last:ident, $h:path) => {
+        Op {
+            nr: cmd::$nr,
+            min_size: min_size!(crate::uapi::$t, $last),
+            handler: $h,
+        }
+    };
+}
+
 /// The command table. `IOMMU_RS_INFO` derives its bitmaps from it.
 const OPS: &[Op] = &[
-    Op {
-        nr: cmd::DESTROY,
-        min_size: min_size!(IommuDestroy, id),
-        handler: destroy,
-    },
+    op!(DESTROY, IommuDestroy, id, destroy),
     op!(
         IOAS_ALLOC,
         IommuIoasAlloc,

@@ -120,18 +120,23 @@ fn join(cx: &Cx<'_>, dev: &Device, hwpt_obj: &Arc<Object>) -> Result {
     Ok(())
 }
 
-/// Leaves the current HWPT; an automatic HWPT left unused is destroyed.
-fn leave(cx: &Cx<'_>, dev: &Device) -> Result {
-    let Some(holder) = dev.attached.get(cx.held)?.take() else {
-        return Ok(());
-    };
-    {
+/// Takes `dev` out of its HWPT: the group's count drops; the returned
+/// reference keeps the HWPT alive until the caller lets go.
+fn unjoin(cx: &Cx<'_>, dev: &Device) -> Result<Option<Holder>> {
+    let holder = dev.attached.get(cx.held)?.take();
+    if holder.is_some() {
         let mut g = dev.group.st.get(cx.held)?;
         g.1 = g.1.saturating_sub(1);
         if g.1 == 0 {
             g.0 = None;
         }
     }
+    Ok(holder)
+}
+
+/// Lets go of a HWPT a device used; an automatic one nobody uses any more
+/// is destroyed (`EBUSY` from the table means it is still in use).
+fn put_hwpt(cx: &Cx<'_>, holder: Holder) {
     let obj = holder.object().clone();
     drop(holder);
     if crate::payload!(obj, HwptPaging).is_some_and(|h| h.auto) {
@@ -139,7 +144,6 @@ fn leave(cx: &Cx<'_>, dev: &Device) -> Result {
             crate::ucmd::destroy_object(cx, &removed);
         }
     }
-    Ok(())
 }
 
 /// Resolves `pt_id` for `dev`: a HWPT as is, or for an IOAS a compatible
@@ -197,46 +201,33 @@ pub fn replace(cx: &Cx<'_>, dev: &Device, pt_id: u32) -> Result<u32> {
     if Arc::ptr_eq(&hwpt, &old) {
         return Ok(hwpt.id());
     }
-    // Keep the old HWPT alive (an automatic one would be destroyed by
-    // `leave`) until the new attach succeeded.
-    let keep = old.hold();
-    let old_holder = dev.attached.get(cx.held)?.take();
-    {
-        let mut g = dev.group.st.get(cx.held)?;
-        g.1 = g.1.saturating_sub(1);
-        if g.1 == 0 {
-            g.0 = None;
-        }
-    }
+    // The old HWPT stays alive through `old_holder` until the new attach
+    // succeeded; on failure the device goes back to it.
+    let old_holder = unjoin(cx, dev)?;
     if let Err(e) = join(cx, dev, &hwpt) {
-        // Roll back to the old HWPT.
-        let mut g = dev.group.st.get(cx.held)?;
-        g.0 = Some(old.clone());
-        g.1 += 1;
-        drop(g);
-        *dev.attached.get(cx.held)? = old_holder;
-        drop(keep);
+        let back = join(cx, dev, &old);
+        drop(old_holder);
         if let Some(n) = new {
             hwpt_abort(cx, n);
         }
+        back?;
         return Err(e);
     }
     if let Some(n) = new {
         n.publish();
     }
-    drop(old_holder);
-    drop(keep);
-    if crate::payload!(old, HwptPaging).is_some_and(|h| h.auto) {
-        if let Ok(removed) = cx.ictx.objects().remove(old.id()) {
-            crate::ucmd::destroy_object(cx, &removed);
-        }
+    if let Some(h) = old_holder {
+        put_hwpt(cx, h);
     }
     Ok(hwpt.id())
 }
 
 /// Detaches `dev` from its HWPT.
 pub fn detach(cx: &Cx<'_>, dev: &Device) -> Result {
-    leave(cx, dev)
+    if let Some(h) = unjoin(cx, dev)? {
+        put_hwpt(cx, h);
+    }
+    Ok(())
 }
 
 /// `IOMMU_GET_HW_INFO`: the IOMMU behind a device, its capabilities and

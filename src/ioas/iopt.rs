@@ -426,9 +426,9 @@ impl Iopt {
         }
         self.areas.try_reserve_for(new.len())?;
         for i in 0..new.len() {
-            if let Err(e) = self.fill_area(held, &mut new[i]) {
+            if let Err(e) = fill(held, &self.domains, &mut new[i]) {
                 for a in new[..i].iter_mut() {
-                    self.unfill_area(held, a);
+                    unfill(held, &self.domains, a);
                 }
                 return Err(e);
             }
@@ -441,41 +441,6 @@ impl Iopt {
         Ok(iova)
     }
 
-    /// Pins an area's pages and maps it into every domain (nothing without
-    /// domains: pinning is lazy).
-    fn fill_area(&self, held: &Held<'_>, area: &mut Area) -> Result {
-        if self.domains.is_empty() || area.pages.revoked(held)? {
-            return Ok(());
-        }
-        let (first, last) = area.page_range();
-        area.pages.pin_range(held, first, last)?;
-        area.filled = true;
-        for (i, d) in self.domains.iter().enumerate() {
-            if let Err(e) = map_area(held, area, d) {
-                for d in self.domains[..i].iter() {
-                    let _ = d.unmap(held, area.iova, area.length());
-                }
-                let _ = area.pages.unpin_range(held, first, last);
-                area.filled = false;
-                return Err(e);
-            }
-        }
-        Ok(())
-    }
-
-    /// Undoes [`Self::fill_area`].
-    fn unfill_area(&self, held: &Held<'_>, area: &mut Area) {
-        if !area.filled {
-            return;
-        }
-        for d in self.domains.iter() {
-            let _ = d.unmap(held, area.iova, area.length());
-        }
-        let (first, last) = area.page_range();
-        let _ = area.pages.unpin_range(held, first, last);
-        area.filled = false;
-    }
-
     /// Removes area `i` (no accesses, no locks): unmapped from the domains,
     /// unpinned; returns its length.
     pub fn remove_area(&mut self, held: &Held<'_>, i: usize) -> Result<u64> {
@@ -484,7 +449,7 @@ impl Iopt {
             return Err(EBUSY);
         }
         let mut a = self.areas.remove_at(i).ok_or(ENOENT)?;
-        self.unfill_area(held, &mut a);
+        unfill(held, &self.domains, &mut a);
         Ok(a.length())
     }
 
@@ -514,44 +479,31 @@ impl Iopt {
             self.unreserve(owner);
             return Err(e);
         }
+        // The first domain pins the areas (pinning is lazy); later ones map
+        // what is pinned already.
         let first_domain = self.domains.is_empty();
+        let one = core::slice::from_ref(d);
+        let mut res = Ok(());
         let mut done = 0;
-        let mut err = None;
-        for i in 0..self.areas.len() {
-            let area = &mut self.areas[i];
-            let (pf, pl) = area.page_range();
-            // A revoked dma-buf is mapped nowhere until it is mapped again.
-            if (first_domain && area.pages.revoked(held)?) || (!first_domain && !area.filled) {
-                done = i + 1;
-                continue;
-            }
-            if first_domain {
-                if let Err(e) = area.pages.pin_range(held, pf, pl) {
-                    err = Some(e);
-                    break;
-                }
-                area.filled = true;
-            }
-            if let Err(e) = map_area(held, area, d) {
-                if first_domain {
-                    let _ = area.pages.unpin_range(held, pf, pl);
-                    area.filled = false;
-                }
-                err = Some(e);
+        for area in self.areas.iter_mut() {
+            res = if first_domain {
+                fill(held, one, area)
+            } else if area.filled {
+                map_area(held, area, d)
+            } else {
+                Ok(())
+            };
+            if res.is_err() {
                 break;
             }
-            done = i + 1;
+            done += 1;
         }
-        if let Some(e) = err {
+        if let Err(e) = res {
             for area in self.areas[..done].iter_mut() {
-                if !area.filled {
-                    continue;
-                }
-                let _ = d.unmap(held, area.iova, area.length());
                 if first_domain {
-                    let (pf, pl) = area.page_range();
-                    let _ = area.pages.unpin_range(held, pf, pl);
-                    area.filled = false;
+                    unfill(held, one, area);
+                } else if area.filled {
+                    let _ = d.unmap(held, area.iova, area.length());
                 }
             }
             self.unreserve(owner);
@@ -574,11 +526,7 @@ impl Iopt {
         self.domains.remove_at(pos);
         if self.domains.is_empty() {
             for area in self.areas.iter_mut() {
-                if area.filled {
-                    let (pf, pl) = area.page_range();
-                    let _ = area.pages.unpin_range(held, pf, pl);
-                    area.filled = false;
-                }
+                unfill(held, &[], area);
             }
         }
         self.unreserve(ResvOwner::Domain(d.cookie()));
@@ -588,14 +536,8 @@ impl Iopt {
     /// The exporter revoked dma-buf `id`: its areas leave every domain.
     pub fn revoke_dmabuf(&mut self, held: &Held<'_>, id: usize) -> Result {
         for i in 0..self.areas.len() {
-            if self.areas[i].filled && self.areas[i].pages.dmabuf_id(held)? == Some(id) {
-                let area = &mut self.areas[i];
-                for d in self.domains.iter() {
-                    let _ = d.unmap(held, area.iova, area.length());
-                }
-                let (pf, pl) = area.page_range();
-                let _ = area.pages.unpin_range(held, pf, pl);
-                area.filled = false;
+            if self.areas[i].pages.dmabuf_id(held)? == Some(id) {
+                unfill(held, &self.domains, &mut self.areas[i]);
             }
         }
         Ok(())
@@ -736,6 +678,38 @@ impl Iopt {
         }
         self.areas.try_insert(i + 1, rhs)
     }
+}
+
+/// Pins an area's pages and maps it into `domains` (nothing without
+/// domains: pinning is lazy; nothing for a revoked dma-buf, which is mapped
+/// nowhere until it is mapped again). All or nothing.
+fn fill(held: &Held<'_>, domains: &[DomainRef], area: &mut Area) -> Result {
+    if domains.is_empty() || area.pages.revoked(held)? {
+        return Ok(());
+    }
+    let (first, last) = area.page_range();
+    area.pages.pin_range(held, first, last)?;
+    area.filled = true;
+    for (i, d) in domains.iter().enumerate() {
+        if let Err(e) = map_area(held, area, d) {
+            unfill(held, &domains[..i], area);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Undoes [`fill`]: unmaps the area from `domains` and drops its pins.
+fn unfill(held: &Held<'_>, domains: &[DomainRef], area: &mut Area) {
+    if !area.filled {
+        return;
+    }
+    for d in domains {
+        let _ = d.unmap(held, area.iova, area.length());
+    }
+    let (first, last) = area.page_range();
+    let _ = area.pages.unpin_range(held, first, last);
+    area.filled = false;
 }
 
 /// Maps `area` into domain `d` in runs that are contiguous in both IOVA and

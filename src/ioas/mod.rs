@@ -55,22 +55,15 @@ impl Ioas {
 
     /// Forgets a HWPT (destroyed).
     pub fn forget_hwpt(&self, held: &Held<'_>, obj: &Arc<Object>) -> Result {
-        let mut h = self.hwpts.get(held)?;
-        if let Some(i) = h.iter().position(|x| Arc::ptr_eq(x, obj)) {
-            h.remove_at(i);
-        }
+        forget(&mut *self.hwpts.get(held)?, obj);
         Ok(())
     }
 
     /// The automatic HWPTs, in creation order.
     pub fn auto_hwpts(&self, held: &Held<'_>) -> Result<PVec<Arc<Object>>> {
-        let mut out = PVec::new();
-        for h in self.hwpts.get(held)?.iter() {
-            if crate::payload!(h, HwptPaging).is_some_and(|p| p.auto) {
-                out.try_push(h.clone())?;
-            }
-        }
-        Ok(out)
+        snapshot(&self.hwpts.get(held)?, |h| {
+            crate::payload!(h, HwptPaging).is_some_and(|p| p.auto)
+        })
     }
 
     /// Records an attached access.
@@ -80,10 +73,7 @@ impl Ioas {
 
     /// Forgets an access.
     pub fn remove_access(&self, held: &Held<'_>, obj: &Arc<Object>) -> Result {
-        let mut a = self.accesses.get(held)?;
-        if let Some(i) = a.iter().position(|x| Arc::ptr_eq(x, obj)) {
-            a.remove_at(i);
-        }
+        forget(&mut *self.accesses.get(held)?, obj);
         Ok(())
     }
 
@@ -124,7 +114,8 @@ impl Ioas {
                 let (first, len) = (a.iova, a.length());
                 start = first;
                 drop(iopt);
-                let accesses = self.accesses_snapshot(cx.held)?;
+                // A copy: the callbacks unpin through this IOAS.
+                let accesses = snapshot(&self.accesses.get(cx.held)?, |_| true)?;
                 for acc in accesses.iter() {
                     crate::drivers::mock::access_notify_unmap(cx, acc, first, len)?;
                 }
@@ -144,14 +135,25 @@ impl Ioas {
         }
         Ok(())
     }
+}
 
-    fn accesses_snapshot(&self, held: &Held<'_>) -> Result<PVec<Arc<Object>>> {
-        let mut out = PVec::new();
-        for a in self.accesses.get(held)?.iter() {
-            out.try_push(a.clone())?;
-        }
-        Ok(out)
+/// Removes `obj` from an object list.
+fn forget(list: &mut PVec<Arc<Object>>, obj: &Arc<Object>) {
+    if let Some(i) = list.iter().position(|x| Arc::ptr_eq(x, obj)) {
+        list.remove_at(i);
     }
+}
+
+/// A copy of the objects of `list` that `keep` selects.
+fn snapshot(
+    list: &[Arc<Object>],
+    keep: impl Fn(&Arc<Object>) -> bool,
+) -> Result<PVec<Arc<Object>>> {
+    let mut out = PVec::new();
+    for o in list.iter().filter(|o| keep(o)) {
+        out.try_push(o.clone())?;
+    }
+    Ok(out)
 }
 
 impl Default for Ioas {

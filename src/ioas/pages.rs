@@ -166,10 +166,7 @@ impl Pages {
                 }
             }
         }
-        let err = match failed {
-            Some((e, upto)) => Some((e, upto)),
-            None => src.account(newly, true).err().map(|e| (e, last + 1)),
-        };
+        let err = failed.or_else(|| src.account(newly, true).err().map(|e| (e, last + 1)));
         if let Some((e, upto)) = err {
             // Undo pass 1: unpin what this call pinned below `upto`.
             unpin_runs(&src, &mut st, first, upto, |r| r == 0);

@@ -96,18 +96,11 @@ pub(crate) fn test_cmd(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
         IOMMU_TEST_OP_DESTROY_ACCESS_PAGES => {
             let p: TestDestroyAccessPages = cmd.payload();
             let f = access_file(cmd.id)?;
-            let acc = access_of(&f.obj)?;
-            let mut st = acc.st.get(cx.held)?;
-            let Some(i) = st.items.iter().position(|it| it.id == p.access_pages_id) else {
-                return Err(ENOENT);
-            };
-            let item = st.items.remove_at(i).ok_or(ENOENT)?;
-            let ioas = st.ioas.as_ref().map(|h| h.object().clone());
-            drop(st);
-            if let Some(ioas) = ioas {
-                access_unpin(cx, &ioas, item.iova, item.length)?;
+            if drop_item(cx, &f.obj, |it| it.id == p.access_pages_id)? {
+                Ok(())
+            } else {
+                Err(ENOENT)
             }
-            Ok(())
         }
         IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT => {
             let p: TestMemoryLimit = cmd.payload();
@@ -354,17 +347,36 @@ fn create_access(cx: &Cx<'_>, ucmd: &Ucmd<'_>, cmd: &mut IommuTestCmd) -> Result
     }
 }
 
-/// Attaches an access to IOAS `ioas_id`.
-fn access_attach(cx: &Cx<'_>, obj: &Arc<Object>, ioas_id: u32) -> Result {
-    let acc = access_of(obj)?;
-    let r = get_ioas(cx, ioas_id)?;
-    let ioas = crate::payload!(r.object(), Ioas).ok_or(ENOENT)?;
+impl StAccessObj {
+    /// The IOAS the access is attached to.
+    fn ioas(&self, cx: &Cx<'_>) -> Result<Option<Arc<Object>>> {
+        Ok(self
+            .st
+            .get(cx.held)?
+            .ioas
+            .as_ref()
+            .map(|h| h.object().clone()))
+    }
+}
+
+/// Registers access `obj` with IOAS `ioas_obj` (alignment, unmap
+/// notifications); the caller records the attachment in the access.
+fn join_ioas(cx: &Cx<'_>, acc: &StAccessObj, obj: &Arc<Object>, ioas_obj: &Arc<Object>) -> Result {
+    let ioas = crate::payload!(ioas_obj, Ioas).ok_or(ENOENT)?;
     let align = if acc.needs_pin { PAGE_SIZE } else { 1 };
     ioas.iopt(cx.held)?.add_access(acc.cookie, align)?;
     if let Err(e) = ioas.add_access(cx.held, obj) {
         ioas.iopt(cx.held)?.remove_access(acc.cookie);
         return Err(e);
     }
+    Ok(())
+}
+
+/// Attaches an access to IOAS `ioas_id`.
+fn access_attach(cx: &Cx<'_>, obj: &Arc<Object>, ioas_id: u32) -> Result {
+    let acc = access_of(obj)?;
+    let r = get_ioas(cx, ioas_id)?;
+    join_ioas(cx, acc, obj, r.object())?;
     acc.st.get(cx.held)?.ioas = Some(r.object().hold());
     Ok(())
 }
@@ -372,13 +384,7 @@ fn access_attach(cx: &Cx<'_>, obj: &Arc<Object>, ioas_id: u32) -> Result {
 /// Detaches an access from its IOAS, dropping every pin it holds.
 fn access_detach(cx: &Cx<'_>, obj: &Arc<Object>) -> Result {
     let acc = access_of(obj)?;
-    let Some(ioas_obj) = acc
-        .st
-        .get(cx.held)?
-        .ioas
-        .as_ref()
-        .map(|h| h.object().clone())
-    else {
+    let Some(ioas_obj) = acc.ioas(cx)? else {
         return Ok(());
     };
     access_notify_unmap(cx, obj, 0, u64::MAX)?;
@@ -390,54 +396,45 @@ fn access_detach(cx: &Cx<'_>, obj: &Arc<Object>) -> Result {
     Ok(())
 }
 
-/// `ACCESS_REPLACE_IOAS`.
+/// `ACCESS_REPLACE_IOAS`: joins the new IOAS before leaving the old one.
 fn access_replace_ioas(cx: &Cx<'_>, obj: &Arc<Object>, ioas_id: u32) -> Result {
     let acc = access_of(obj)?;
-    let cur = acc
-        .st
-        .get(cx.held)?
-        .ioas
-        .as_ref()
-        .map(|h| h.object().clone());
-    let Some(cur) = cur else {
+    let Some(cur) = acc.ioas(cx)? else {
         return Err(ENOENT);
     };
     let r = get_ioas(cx, ioas_id)?;
     if Arc::ptr_eq(r.object(), &cur) {
         return Ok(());
     }
-    let new = crate::payload!(r.object(), Ioas).ok_or(ENOENT)?;
-    let align = if acc.needs_pin { PAGE_SIZE } else { 1 };
-    new.iopt(cx.held)?.add_access(acc.cookie, align)?;
-    if let Err(e) = new.add_access(cx.held, obj) {
-        new.iopt(cx.held)?.remove_access(acc.cookie);
-        return Err(e);
-    }
+    join_ioas(cx, acc, obj, r.object())?;
     access_detach(cx, obj)?;
     acc.st.get(cx.held)?.ioas = Some(r.object().hold());
     Ok(())
 }
 
+/// Drops the first item of access `obj` that `pred` selects, unpinning its
+/// range; false if none matches.
+fn drop_item(cx: &Cx<'_>, obj: &Arc<Object>, pred: impl Fn(&AccessItem) -> bool) -> Result<bool> {
+    let acc = access_of(obj)?;
+    let mut st = acc.st.get(cx.held)?;
+    let Some(i) = st.items.iter().position(pred) else {
+        return Ok(false);
+    };
+    let item = st.items.remove_at(i).ok_or(ENOENT)?;
+    drop(st);
+    if let Some(ioas) = acc.ioas(cx)? {
+        access_unpin(cx, &ioas, item.iova, item.length)?;
+    }
+    Ok(true)
+}
+
 /// The access's unmap callback: drops every item overlapping the range.
 pub fn access_notify_unmap(cx: &Cx<'_>, obj: &Arc<Object>, iova: u64, length: u64) -> Result {
-    let acc = access_of(obj)?;
     let last = iova.saturating_add(length.saturating_sub(1));
-    loop {
-        let mut st = acc.st.get(cx.held)?;
-        let Some(i) = st
-            .items
-            .iter()
-            .position(|it| !(iova > it.iova + it.length - 1 || last < it.iova))
-        else {
-            return Ok(());
-        };
-        let item = st.items.remove_at(i).ok_or(ENOENT)?;
-        let ioas = st.ioas.as_ref().map(|h| h.object().clone());
-        drop(st);
-        if let Some(ioas) = ioas {
-            access_unpin(cx, &ioas, item.iova, item.length)?;
-        }
-    }
+    while drop_item(cx, obj, |it| {
+        it.iova.saturating_add(it.length - 1) >= iova && it.iova <= last
+    })? {}
+    Ok(())
 }
 
 /// Tears an access down (its fd was closed).
@@ -543,15 +540,7 @@ fn access_pages(cx: &Cx<'_>, ucmd: &Ucmd<'_>, cmd: &mut IommuTestCmd) -> Result 
     if !acc.needs_pin {
         return Err(EOPNOTSUPP);
     }
-    let Some(ioas) = acc
-        .st
-        .get(cx.held)?
-        .ioas
-        .as_ref()
-        .map(|h| h.object().clone())
-    else {
-        return Err(ENOENT);
-    };
+    let ioas = acc.ioas(cx)?.ok_or(ENOENT)?;
     let pages = access_pin(
         cx,
         &ioas,
@@ -617,15 +606,7 @@ fn access_rw(cx: &Cx<'_>, ucmd: &Ucmd<'_>, cmd: &IommuTestCmd) -> Result {
         return Err(EINVAL);
     }
     let last = p.iova.checked_add(p.length - 1).ok_or(EOVERFLOW)?;
-    let Some(ioas_obj) = acc
-        .st
-        .get(cx.held)?
-        .ioas
-        .as_ref()
-        .map(|h| h.object().clone())
-    else {
-        return Err(ENOENT);
-    };
+    let ioas_obj = acc.ioas(cx)?.ok_or(ENOENT)?;
     let ioas = crate::payload!(ioas_obj, Ioas).ok_or(ENOENT)?;
     let held = cx.held;
     let mut off = 0usize;
