@@ -57,6 +57,7 @@ errnos! {
     EBADE = 52, "Pinned pages differ from the user's.";
     EBADFD = 77, "Not the expected kind of file.";
     ERANGE = 34, "Result out of range.";
+    ESPIPE = 29, "Read or write size not a multiple of the record size.";
 }
 
 impl core::fmt::Display for Errno {

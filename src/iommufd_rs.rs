@@ -21,6 +21,7 @@ pub mod device_bind;
 pub mod drivers;
 pub mod hw_pagetable;
 pub mod ioas;
+pub mod mmap;
 pub mod object;
 pub mod pasid;
 pub mod ucmd;

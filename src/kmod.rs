@@ -1,6 +1,7 @@
 //! Kernel glue: module init and the `/dev/iommu` misc device. Thin on
 //! purpose: every decision is made by the portable dispatcher in `ucmd`.
 
+use crate::hw_pagetable::eventq::{self, EventFile};
 use crate::platform::{Arc, UserSpace};
 use crate::ucmd::{self, Ictx};
 use kernel::{
@@ -69,6 +70,46 @@ impl MiscDevice for IommufdFile {
         let ictx: Arc<Ictx> = ictx.into();
         ucmd::ioctl(&ictx, &UserSpace, cmd, arg as u64).map_err(to_error)
     }
+
+    fn mmap(
+        ictx: kernel::sync::ArcBorrow<'_, Ictx>,
+        _file: &File,
+        vma: &kernel::mm::virt::VmaNew,
+    ) -> Result {
+        let raw = vma.as_ptr().cast::<RawVma>();
+        let mut len = 0u64;
+        // SAFETY: `raw` is the VMA being set up by this mmap call.
+        let rc = unsafe { iommufd_rs_vma_check(raw, &mut len) };
+        if rc != 0 {
+            return Err(Error::from_errno(rc));
+        }
+        // SAFETY: as above.
+        let offset = unsafe { iommufd_rs_vma_offset(raw) };
+        let t = ictx.mmaps().lookup(offset, len).map_err(to_error)?;
+        let users = t.owner.users_counter().as_ptr().cast();
+        // SAFETY: `raw` is being set up; `lookup` took the `users`
+        // reference the VMA now owns. The counter outlives the VMA: its
+        // object cannot be destroyed while `users` is raised, and the
+        // context (which frees objects at release) lives while any VMA of
+        // this file exists.
+        let rc = unsafe { iommufd_rs_vma_remap(raw, t.pfn, len, users) };
+        if rc != 0 {
+            return Err(Error::from_errno(rc));
+        }
+        Ok(())
+    }
+}
+
+/// `struct vm_area_struct`, handled by pointer only.
+#[repr(C)]
+struct RawVma {
+    _opaque: [u8; 0],
+}
+
+extern "C" {
+    fn iommufd_rs_vma_check(vma: *mut RawVma, len: *mut u64) -> i32;
+    fn iommufd_rs_vma_offset(vma: *mut RawVma) -> u64;
+    fn iommufd_rs_vma_remap(vma: *mut RawVma, pfn: u64, len: u64, users: *mut i32) -> i32;
 }
 
 fn to_error(e: crate::errno::Errno) -> Error {
@@ -87,4 +128,66 @@ pub unsafe extern "C" fn iommufd_rs_access_release(priv_: *mut core::ffi::c_void
         crate::platform::access_file_release::<crate::drivers::mock::StAccessFile>(priv_)
     };
     crate::drivers::mock::access_file_released(owner);
+}
+
+/// `read()` of an event fd, called by the C shim.
+///
+/// # Safety
+///
+/// `priv_` is the private data of an open event file.
+#[no_mangle]
+pub unsafe extern "C" fn iommufd_rs_event_read(
+    priv_: *mut core::ffi::c_void,
+    buf: u64,
+    count: usize,
+) -> isize {
+    // SAFETY: by the function's contract.
+    let ef = unsafe { crate::platform::event_file_borrow::<EventFile>(priv_) };
+    match eventq::file_read(&ef, &UserSpace, buf, count) {
+        Ok(n) => n as isize,
+        Err(e) => -(e.as_positive() as isize),
+    }
+}
+
+/// `write()` of an event fd, called by the C shim.
+///
+/// # Safety
+///
+/// `priv_` is the private data of an open event file.
+#[no_mangle]
+pub unsafe extern "C" fn iommufd_rs_event_write(
+    priv_: *mut core::ffi::c_void,
+    buf: u64,
+    count: usize,
+) -> isize {
+    // SAFETY: by the function's contract.
+    let ef = unsafe { crate::platform::event_file_borrow::<EventFile>(priv_) };
+    match eventq::file_write(&ef, &UserSpace, buf, count) {
+        Ok(n) => n as isize,
+        Err(e) => -(e.as_positive() as isize),
+    }
+}
+
+/// `poll()` readiness of an event fd, called by the C shim.
+///
+/// # Safety
+///
+/// `priv_` is the private data of an open event file.
+#[no_mangle]
+pub unsafe extern "C" fn iommufd_rs_event_poll(priv_: *mut core::ffi::c_void) -> u32 {
+    // SAFETY: by the function's contract.
+    let ef = unsafe { crate::platform::event_file_borrow::<EventFile>(priv_) };
+    eventq::file_poll(&ef)
+}
+
+/// Release of an event fd, called by the C shim.
+///
+/// # Safety
+///
+/// `priv_` is the private data of an event file being released.
+#[no_mangle]
+pub unsafe extern "C" fn iommufd_rs_event_release(priv_: *mut core::ffi::c_void) {
+    // SAFETY: by the function's contract.
+    let ef = unsafe { crate::platform::event_file_release::<EventFile>(priv_) };
+    eventq::file_released(ef);
 }

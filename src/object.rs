@@ -17,7 +17,9 @@
 use crate::device_bind::Device;
 use crate::drivers::mock::{SelftestDevice, StAccessObj};
 use crate::errno::{Result, EBUSY, ENOENT};
-use crate::hw_pagetable::HwptPaging;
+use crate::hw_pagetable::eventq::{Fault, Veventq};
+use crate::hw_pagetable::viommu::{HwQueue, Vdevice, Viommu};
+use crate::hw_pagetable::{HwptNested, HwptPaging};
 use crate::ioas::Ioas;
 use crate::platform::{arc_new, Arc, IdTable, PVec, VecExt};
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -35,6 +37,21 @@ pub enum ObjKind {
     Access,
     /// A selftest object (mock device wrapper, `IOMMUFD_OBJ_SELFTEST`).
     Selftest,
+    /// A nested HWPT (stage 1 over a nesting parent).
+    HwptNested,
+    /// A virtual IOMMU.
+    Viommu,
+    /// A virtual device of a vIOMMU.
+    Vdevice,
+    /// A vIOMMU's event queue.
+    Veventq,
+    /// A vIOMMU's hardware queue.
+    HwQueue,
+    /// An I/O page fault queue.
+    Fault,
+    /// The ID of a vDEVICE that went away with its device: nothing can be
+    /// looked up or destroyed under it, and the ID is not reused.
+    Tombstone,
 }
 
 /// What an object is; the kind is derived from it.
@@ -49,6 +66,20 @@ pub enum Payload {
     Access(StAccessObj),
     /// A selftest mock device.
     Selftest(SelftestDevice),
+    /// A nested HWPT.
+    HwptNested(HwptNested),
+    /// A vIOMMU.
+    Viommu(Viommu),
+    /// A vDEVICE.
+    Vdevice(Vdevice),
+    /// A vEVENTQ.
+    Veventq(Veventq),
+    /// A HW queue.
+    HwQueue(HwQueue),
+    /// A FAULT queue.
+    Fault(Fault),
+    /// A tombstoned ID.
+    Tombstone,
 }
 
 impl Payload {
@@ -60,6 +91,13 @@ impl Payload {
             Payload::HwptPaging(_) => ObjKind::HwptPaging,
             Payload::Access(_) => ObjKind::Access,
             Payload::Selftest(_) => ObjKind::Selftest,
+            Payload::HwptNested(_) => ObjKind::HwptNested,
+            Payload::Viommu(_) => ObjKind::Viommu,
+            Payload::Vdevice(_) => ObjKind::Vdevice,
+            Payload::Veventq(_) => ObjKind::Veventq,
+            Payload::HwQueue(_) => ObjKind::HwQueue,
+            Payload::Fault(_) => ObjKind::Fault,
+            Payload::Tombstone => ObjKind::Tombstone,
         }
     }
 }
@@ -110,6 +148,28 @@ impl Object {
     /// The number of structural users, the table's own reference included.
     pub fn users(&self) -> u32 {
         self.users.load(Ordering::Acquire)
+    }
+
+    /// Takes a structural reference unless the object is being destroyed
+    /// (`users` already 0); for `mmap`, which runs outside the context lock.
+    pub fn try_hold_raw(&self) -> bool {
+        let mut cur = self.users.load(Ordering::Acquire);
+        while cur != 0 {
+            match self
+                .users
+                .compare_exchange(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(v) => cur = v,
+            }
+        }
+        false
+    }
+
+    /// The `users` counter itself, for references held by C code (VMAs of
+    /// `mmap` regions: `open` increments it, `close` decrements it).
+    pub fn users_counter(&self) -> &AtomicU32 {
+        &self.users
     }
 
     /// The number of live ioctl-scoped lookups.
@@ -237,7 +297,9 @@ impl ObjectTable {
         let obj = self
             .ids
             .get_if(id, |o| {
-                if kind.is_some_and(|k| k != o.payload.kind()) {
+                if matches!(o.payload, Payload::Tombstone)
+                    || kind.is_some_and(|k| k != o.payload.kind())
+                {
                     return false;
                 }
                 // Under the table lock, so a concurrent destroy either sees
@@ -261,6 +323,9 @@ impl ObjectTable {
     pub fn remove(&self, id: u32) -> Result<Arc<Object>> {
         self.ids
             .remove_if(id, |o| {
+                if matches!(o.payload, Payload::Tombstone) {
+                    return Err(ENOENT);
+                }
                 if o.take_last_user() {
                     Ok(())
                 } else {
@@ -287,6 +352,34 @@ impl ObjectTable {
             .ok_or(ENOENT)?
     }
 
+    /// Takes `obj` out of the table whatever references it has, leaving a
+    /// tombstone under its ID (kernel-initiated removal: a vDEVICE whose
+    /// device is unbound). The caller tears the returned object down.
+    pub fn tombstone(&self, obj: &Arc<Object>) -> Result<Arc<Object>> {
+        let stone = arc_new(Object {
+            id: obj.id,
+            users: AtomicU32::new(1),
+            inflight: AtomicU32::new(0),
+            payload: Payload::Tombstone,
+        })?;
+        let old = self
+            .ids
+            .replace_if(
+                obj.id,
+                |o| {
+                    if core::ptr::eq(o, &**obj) {
+                        Ok(())
+                    } else {
+                        Err(ENOENT)
+                    }
+                },
+                stone,
+            )
+            .ok_or(ENOENT)??;
+        old.users.fetch_sub(1, Ordering::AcqRel);
+        Ok(old)
+    }
+
     /// Removes the lowest-ID object nothing else references (file release
     /// tears objects down leaf first this way).
     pub fn remove_unused(&self) -> Option<Arc<Object>> {
@@ -303,7 +396,9 @@ impl ObjectTable {
         let mut out = PVec::new();
         let mut from = 1u32;
         while let Some((id, o)) = self.ids.next_from(from) {
-            if kind.is_none_or(|k| k == o.payload.kind()) {
+            if !matches!(o.payload, Payload::Tombstone)
+                && kind.is_none_or(|k| k == o.payload.kind())
+            {
                 out.try_push(o)?;
             }
             let Some(next) = id.checked_add(1) else {

@@ -31,6 +31,7 @@ struct CtxState {
 /// The state behind one open `/dev/iommu`.
 pub struct Ictx {
     objects: ObjectTable,
+    mmaps: crate::mmap::MmapTable,
     lock: CtxLock,
     st: CtxCell<CtxState>,
 }
@@ -52,6 +53,7 @@ impl Ictx {
     pub fn new() -> Result<Self> {
         Ok(Self {
             objects: ObjectTable::new()?,
+            mmaps: crate::mmap::MmapTable::new()?,
             lock: CtxLock::new()?,
             st: CtxCell::new(CtxState {
                 account_mm: false,
@@ -64,6 +66,11 @@ impl Ictx {
     /// The file's objects.
     pub fn objects(&self) -> &ObjectTable {
         &self.objects
+    }
+
+    /// The file's `mmap` regions.
+    pub fn mmaps(&self) -> &crate::mmap::MmapTable {
+        &self.mmaps
     }
 
     /// Takes the context lock.
@@ -140,6 +147,23 @@ pub fn destroy_object(cx: &Cx<'_>, obj: &Arc<Object>) {
         Payload::Device(_) => Ok(()),
         Payload::Access(_) => crate::drivers::mock::access_destroy(cx, obj),
         Payload::Selftest(_) => crate::drivers::mock::selftest_destroy(cx, obj),
+        Payload::HwptNested(_) | Payload::Fault(_) | Payload::Tombstone => Ok(()),
+        Payload::Viommu(_) => {
+            crate::hw_pagetable::viommu::viommu_destroy(cx, obj);
+            Ok(())
+        }
+        Payload::Vdevice(_) => {
+            crate::hw_pagetable::viommu::vdevice_destroy(cx, obj);
+            Ok(())
+        }
+        Payload::Veventq(_) => {
+            crate::hw_pagetable::eventq::veventq_destroy(cx, obj);
+            Ok(())
+        }
+        Payload::HwQueue(_) => {
+            crate::hw_pagetable::viommu::hw_queue_destroy(cx, obj);
+            Ok(())
+        }
     };
     if let Err(e) = r {
         crate::warn_once!("iommufd_rs: teardown of object {} failed: {}", obj.id(), e);
@@ -302,6 +326,24 @@ const OPS: &[Op] = &[
         crate::device_bind::get_hw_info
     ),
     op!(
+        HWPT_SET_DIRTY_TRACKING,
+        IommuHwptSetDirtyTracking,
+        __reserved,
+        crate::hw_pagetable::dirty::set_dirty_tracking
+    ),
+    op!(
+        HWPT_GET_DIRTY_BITMAP,
+        IommuHwptGetDirtyBitmap,
+        data,
+        crate::hw_pagetable::dirty::get_dirty_bitmap
+    ),
+    op!(
+        FAULT_QUEUE_ALLOC,
+        IommuFaultAlloc,
+        out_fault_fd,
+        crate::hw_pagetable::eventq::fault_alloc
+    ),
+    op!(
         HWPT_INVALIDATE,
         IommuHwptInvalidate,
         __reserved,
@@ -317,19 +359,31 @@ const OPS: &[Op] = &[
         VIOMMU_ALLOC,
         IommuViommuAlloc,
         out_viommu_id,
-        crate::hw_pagetable::viommu_alloc
+        crate::hw_pagetable::viommu::viommu_alloc
     ),
     op!(
         VDEVICE_ALLOC,
         IommuVdeviceAlloc,
         virt_id,
-        crate::hw_pagetable::vdevice_alloc
+        crate::hw_pagetable::viommu::vdevice_alloc
     ),
     op!(
         IOAS_CHANGE_PROCESS,
         IommuIoasChangeProcess,
         __reserved,
         crate::ioas::ioas_change_process
+    ),
+    op!(
+        VEVENTQ_ALLOC,
+        IommuVeventqAlloc,
+        __reserved,
+        crate::hw_pagetable::eventq::veventq_alloc
+    ),
+    op!(
+        HW_QUEUE_ALLOC,
+        IommuHwQueueAlloc,
+        length,
+        crate::hw_pagetable::viommu::hw_queue_alloc
     ),
     op!(TEST, IommuTestCmd, last, crate::drivers::mock::test_cmd),
     // Extensions have no history yet: their minimum is the whole struct.

@@ -7,10 +7,10 @@
 //! device belongs to one, attach is per group (all devices of a group must
 //! use the same HWPT), and later work exposes them to userspace.
 
-use crate::errno::{Result, EINVAL};
-use crate::hw_pagetable::{hwpt_abort, hwpt_paging_create, HwptPaging};
+use crate::errno::{Result, EBUSY, EINVAL, ENOENT};
+use crate::hw_pagetable::{hwpt_abort, hwpt_auto_create, Hwpt};
 use crate::object::{Holder, Object};
-use crate::platform::{arc_new, Arc, CtxCell};
+use crate::platform::{arc_new, Arc, CtxCell, Held, PVec, VecExt};
 use crate::ucmd::Cx;
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -51,23 +51,40 @@ impl Group {
 
 /// A bound device.
 pub struct Device {
+    id: u32,
     caps: DeviceCaps,
     group: Arc<Group>,
     /// The mock device's cache tags (`IOMMU_TEST_OP_DEV_CHECK_CACHE`).
     pub mock_cache: CtxCell<[u32; 4]>,
-    /// The HWPT the device is attached to (a `users` reference on it).
+    /// The HWPT the device's RID is attached to (a `users` reference).
     attached: CtxCell<Option<Holder>>,
+    /// The HWPTs its PASIDs are attached to.
+    pasids: CtxCell<PVec<(u32, Holder)>>,
+    /// Its vDEVICE (one per device).
+    vdev: CtxCell<Option<Arc<Object>>>,
+    /// Mock driver state: the next attach of PASID 1024 fails (upstream's
+    /// selftest hook for the core's rollback).
+    pub mock_pasid_1024_fail: CtxCell<bool>,
 }
 
 impl Device {
-    /// A device with `caps` in `group`.
-    pub fn new(caps: DeviceCaps, group: Arc<Group>) -> Self {
+    /// Device object `id` with `caps` in `group`.
+    pub fn new(id: u32, caps: DeviceCaps, group: Arc<Group>) -> Self {
         Self {
+            id,
             caps,
             group,
             mock_cache: CtxCell::new([crate::uapi::IOMMU_TEST_DEV_CACHE_DEFAULT; 4]),
             attached: CtxCell::new(None),
+            pasids: CtxCell::new(PVec::new()),
+            vdev: CtxCell::new(None),
+            mock_pasid_1024_fail: CtxCell::new(false),
         }
+    }
+
+    /// The device object's ID.
+    pub fn id(&self) -> u32 {
+        self.id
     }
 
     /// The device's capabilities.
@@ -85,50 +102,135 @@ impl Device {
         &self.group
     }
 
-    /// The HWPT the device is attached to.
+    /// The HWPT the device's RID is attached to.
     pub fn attached_hwpt(&self, cx: &Cx<'_>) -> Result<Option<Arc<Object>>> {
+        self.hwpt_of(cx.held, NO_PASID)
+    }
+
+    /// The HWPT `pasid` (or the RID for `IOMMU_NO_PASID`) is attached to.
+    pub fn hwpt_of(&self, held: &Held<'_>, pasid: u32) -> Result<Option<Arc<Object>>> {
+        if pasid == NO_PASID {
+            return Ok(self
+                .attached
+                .get(held)?
+                .as_ref()
+                .map(|h| h.object().clone()));
+        }
         Ok(self
-            .attached
-            .get(cx.held)?
-            .as_ref()
-            .map(|h| h.object().clone()))
+            .pasids
+            .get(held)?
+            .iter()
+            .find(|(p, _)| *p == pasid)
+            .map(|(_, h)| h.object().clone()))
+    }
+
+    /// The device's vDEVICE.
+    pub fn vdev(&self, held: &Held<'_>) -> Result<Option<Arc<Object>>> {
+        Ok(self.vdev.get(held)?.clone())
+    }
+
+    /// Records (or forgets) the device's vDEVICE.
+    pub fn set_vdev(&self, held: &Held<'_>, v: Option<Arc<Object>>) -> Result {
+        *self.vdev.get(held)? = v;
+        Ok(())
     }
 }
 
-/// Whether `dev` may use `hwpt` (`EINVAL`: try another, as upstream's
-/// auto-domain search does).
-pub fn check_compat(dev: &Device, hwpt: &HwptPaging) -> Result {
-    if hwpt.dirty_tracking && !dev.caps.dirty {
-        return Err(EINVAL);
-    }
-    Ok(())
-}
+/// `IOMMU_NO_PASID`: the RID (requests without a PASID).
+pub const NO_PASID: u32 = crate::uapi::IOMMU_NO_PASID;
 
-/// Joins `dev` (and its group) to `hwpt_obj`.
-fn join(cx: &Cx<'_>, dev: &Device, hwpt_obj: &Arc<Object>) -> Result {
-    let hwpt = crate::payload!(hwpt_obj, HwptPaging).ok_or(EINVAL)?;
-    check_compat(dev, hwpt)?;
-    let mut g = dev.group.st.get(cx.held)?;
-    if let Some(cur) = &g.0 {
-        if !Arc::ptr_eq(cur, hwpt_obj) {
+/// Whether `dev` (its RID, or `pasid`) may use `hwpt_obj`. `EINVAL` means
+/// "try another" to the automatic domain search, as upstream.
+pub fn check_compat(held: &Held<'_>, dev: &Device, hwpt_obj: &Object, pasid: u32) -> Result {
+    let h = Hwpt::of(hwpt_obj).ok_or(EINVAL)?;
+    if pasid == NO_PASID {
+        if !h.pasid_compat() && !dev.pasids.get(held)?.is_empty() {
+            return Err(EINVAL);
+        }
+    } else {
+        if !h.pasid_compat() {
+            return Err(EINVAL);
+        }
+        let rid = dev.attached.get(held)?;
+        if let Some(r) = rid.as_ref() {
+            if Hwpt::of(r.object()).is_some_and(|rh| !rh.pasid_compat()) {
+                return Err(EINVAL);
+            }
+        }
+        let width = dev.caps.max_pasid_log2;
+        if width == 0 || (width < 32 && pasid >= 1u32 << width) {
             return Err(EINVAL);
         }
     }
-    g.0 = Some(hwpt_obj.clone());
-    g.1 += 1;
-    *dev.attached.get(cx.held)? = Some(hwpt_obj.hold());
+    if h.enforces_dirty() && !dev.caps.dirty {
+        return Err(EINVAL);
+    }
+    // A nested HWPT of a vIOMMU translates the guest's view of the device:
+    // the RID needs a vDEVICE on that vIOMMU first.
+    if let (Some(v), NO_PASID) = (h.viommu(), pasid) {
+        let vd = dev.vdev.get(held)?;
+        let ok = vd.as_ref().is_some_and(|o| {
+            crate::payload!(o, Vdevice).is_some_and(|x| Arc::ptr_eq(x.viommu.object(), v))
+        });
+        if !ok {
+            return Err(ENOENT);
+        }
+    }
     Ok(())
 }
 
-/// Takes `dev` out of its HWPT: the group's count drops; the returned
-/// reference keeps the HWPT alive until the caller lets go.
-fn unjoin(cx: &Cx<'_>, dev: &Device) -> Result<Option<Holder>> {
-    let holder = dev.attached.get(cx.held)?.take();
-    if holder.is_some() {
+/// Joins `dev` (its group for the RID) to `hwpt_obj` for `pasid`.
+fn join(cx: &Cx<'_>, dev: &Device, hwpt_obj: &Arc<Object>, pasid: u32) -> Result {
+    check_compat(cx.held, dev, hwpt_obj, pasid)?;
+    if pasid == NO_PASID {
         let mut g = dev.group.st.get(cx.held)?;
-        g.1 = g.1.saturating_sub(1);
-        if g.1 == 0 {
-            g.0 = None;
+        if let Some(cur) = &g.0 {
+            if !Arc::ptr_eq(cur, hwpt_obj) {
+                return Err(EINVAL);
+            }
+        }
+        g.0 = Some(hwpt_obj.clone());
+        g.1 += 1;
+        *dev.attached.get(cx.held)? = Some(hwpt_obj.hold());
+        return Ok(());
+    }
+    let mut l = dev.pasids.get(cx.held)?;
+    l.try_reserve_for(1)?;
+    crate::drivers::mock::nested::set_dev_pasid(cx.held, dev, pasid, true)?;
+    l.try_push((pasid, hwpt_obj.hold()))
+}
+
+/// Takes `dev` (or its `pasid`) out of its HWPT, answering the page
+/// requests still pending through it; the returned reference keeps the
+/// HWPT alive until the caller lets go. `blocked`: a detach (the driver
+/// sees the blocking domain) rather than the first half of a replace.
+fn unjoin(cx: &Cx<'_>, dev: &Device, pasid: u32, blocked: bool) -> Result<Option<Holder>> {
+    let holder = if pasid == NO_PASID {
+        let holder = dev.attached.get(cx.held)?.take();
+        if holder.is_some() {
+            let mut g = dev.group.st.get(cx.held)?;
+            g.1 = g.1.saturating_sub(1);
+            if g.1 == 0 {
+                g.0 = None;
+            }
+        }
+        holder
+    } else {
+        let mut l = dev.pasids.get(cx.held)?;
+        let h = l
+            .iter()
+            .position(|(p, _)| *p == pasid)
+            .and_then(|i| l.remove_at(i))
+            .map(|(_, h)| h);
+        drop(l);
+        if h.is_some() && blocked {
+            let _ = crate::drivers::mock::nested::set_dev_pasid(cx.held, dev, pasid, false);
+        }
+        h
+    };
+    if let Some(f) = holder.as_ref().and_then(|h| Hwpt::of(h.object())?.fault()) {
+        if let Some(fault) = crate::payload!(f, Fault) {
+            fault.q.get(cx.held)?.auto_respond(dev.id, pasid);
         }
     }
     Ok(holder)
@@ -153,33 +255,34 @@ fn resolve<'t>(
     cx: &'t Cx<'_>,
     dev: &Device,
     pt_id: u32,
+    pasid: u32,
 ) -> Result<(Arc<Object>, Option<crate::object::NewObject<'t>>)> {
     let pt = cx.ictx.objects().get(pt_id, None)?;
     let obj = pt.object().clone();
-    if let Some(hwpt) = crate::payload!(obj, HwptPaging) {
-        check_compat(dev, hwpt)?;
+    if Hwpt::of(&obj).is_some() {
         return Ok((obj, None));
     }
     let Some(ioas) = crate::payload!(obj, Ioas) else {
         return Err(EINVAL);
     };
     for h in ioas.auto_hwpts(cx.held)?.iter() {
-        if crate::payload!(h, HwptPaging).is_some_and(|hp| check_compat(dev, hp).is_ok()) {
+        if check_compat(cx.held, dev, h, pasid).is_ok() {
             return Ok((h.clone(), None));
         }
     }
-    let new = hwpt_paging_create(cx, &obj, true, 0)?;
+    let new = hwpt_auto_create(cx, &obj)?;
     let hobj = new.object().cloned().ok_or(EINVAL)?;
     Ok((hobj, Some(new)))
 }
 
-/// Attaches `dev` to `pt_id` (an IOAS or a HWPT); returns the HWPT's ID.
-pub fn attach(cx: &Cx<'_>, dev: &Device, pt_id: u32) -> Result<u32> {
-    if dev.attached.get(cx.held)?.is_some() {
-        return Err(EINVAL);
+/// Attaches `dev` (its RID, or `pasid`) to `pt_id` (an IOAS or a HWPT);
+/// returns the HWPT's ID. Already attached is `EBUSY`.
+pub fn attach(cx: &Cx<'_>, dev: &Device, pasid: u32, pt_id: u32) -> Result<u32> {
+    if dev.hwpt_of(cx.held, pasid)?.is_some() {
+        return Err(EBUSY);
     }
-    let (hwpt, new) = resolve(cx, dev, pt_id)?;
-    if let Err(e) = join(cx, dev, &hwpt) {
+    let (hwpt, new) = resolve(cx, dev, pt_id, pasid)?;
+    if let Err(e) = join(cx, dev, &hwpt, pasid) {
         if let Some(n) = new {
             hwpt_abort(cx, n);
         }
@@ -191,21 +294,21 @@ pub fn attach(cx: &Cx<'_>, dev: &Device, pt_id: u32) -> Result<u32> {
     Ok(hwpt.id())
 }
 
-/// Replaces the HWPT of an attached `dev` with `pt_id`; on failure the old
-/// one stays. Returns the new HWPT's ID.
-pub fn replace(cx: &Cx<'_>, dev: &Device, pt_id: u32) -> Result<u32> {
-    let Some(old) = dev.attached_hwpt(cx)? else {
+/// Replaces the HWPT of an attached `dev` (RID or `pasid`) with `pt_id`;
+/// on failure the old one stays. Returns the new HWPT's ID.
+pub fn replace(cx: &Cx<'_>, dev: &Device, pasid: u32, pt_id: u32) -> Result<u32> {
+    let Some(old) = dev.hwpt_of(cx.held, pasid)? else {
         return Err(EINVAL);
     };
-    let (hwpt, new) = resolve(cx, dev, pt_id)?;
+    let (hwpt, new) = resolve(cx, dev, pt_id, pasid)?;
     if Arc::ptr_eq(&hwpt, &old) {
         return Ok(hwpt.id());
     }
     // The old HWPT stays alive through `old_holder` until the new attach
     // succeeded; on failure the device goes back to it.
-    let old_holder = unjoin(cx, dev)?;
-    if let Err(e) = join(cx, dev, &hwpt) {
-        let back = join(cx, dev, &old);
+    let old_holder = unjoin(cx, dev, pasid, false)?;
+    if let Err(e) = join(cx, dev, &hwpt, pasid) {
+        let back = join(cx, dev, &old, pasid);
         drop(old_holder);
         if let Some(n) = new {
             hwpt_abort(cx, n);
@@ -222,12 +325,24 @@ pub fn replace(cx: &Cx<'_>, dev: &Device, pt_id: u32) -> Result<u32> {
     Ok(hwpt.id())
 }
 
-/// Detaches `dev` from its HWPT.
-pub fn detach(cx: &Cx<'_>, dev: &Device) -> Result {
-    if let Some(h) = unjoin(cx, dev)? {
+/// Detaches `dev` (RID or `pasid`) from its HWPT; nothing attached is fine.
+pub fn detach(cx: &Cx<'_>, dev: &Device, pasid: u32) -> Result {
+    if let Some(h) = unjoin(cx, dev, pasid, true)? {
         put_hwpt(cx, h);
     }
     Ok(())
+}
+
+/// Unbinds `dev`: every PASID and the RID are detached.
+pub fn detach_all(cx: &Cx<'_>, dev: &Device) -> Result {
+    loop {
+        let next = dev.pasids.get(cx.held)?.first().map(|(p, _)| *p);
+        match next {
+            Some(p) => detach(cx, dev, p)?,
+            None => break,
+        }
+    }
+    detach(cx, dev, NO_PASID)
 }
 
 /// `IOMMU_GET_HW_INFO`: the IOMMU behind a device, its capabilities and

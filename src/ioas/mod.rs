@@ -508,3 +508,124 @@ pub(crate) fn ioas_change_process(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
     }
     Ok(())
 }
+
+/// True if `cur` starts a page of the area, and (unless it is the last
+/// piece) the piece ends at a page end: in-kernel pins are whole pages.
+fn contig_aligned(a: &iopt::Area, cur: u64, end: u64, last: u64) -> bool {
+    if !a.start_byte_of(cur).is_multiple_of(PAGE_SIZE) {
+        return false;
+    }
+    end == last || a.start_byte_of(a.last) % PAGE_SIZE == PAGE_SIZE - 1
+}
+
+/// Pins `iova..iova + length` of IOAS `ioas_obj` (whole pages) for an
+/// in-kernel user and returns the pages in order. An access (`lock` false)
+/// is asked to let go when the range is unmapped; a lock (HW queues, which
+/// cannot let go) makes unmap `EBUSY` instead. All or nothing.
+pub fn pin_pages(
+    held: &Held<'_>,
+    ioas_obj: &Arc<Object>,
+    iova: u64,
+    length: u64,
+    write: bool,
+    lock: bool,
+) -> Result<PVec<crate::platform::PageRef>> {
+    if length == 0 {
+        return Err(EINVAL);
+    }
+    let last = iova.checked_add(length - 1).ok_or(EOVERFLOW)?;
+    let ioas = crate::payload!(ioas_obj, Ioas).ok_or(ENOENT)?;
+    let mut out = PVec::new();
+    let mut done: u64 = iova;
+    let res = ioas.iopt(held)?.for_each_contig(iova, last, |a, s, e| {
+        if !contig_aligned(a, s, e, last) {
+            return Err(EINVAL);
+        }
+        let need = if write { prot::WRITE } else { prot::READ };
+        if a.prot & need == 0 {
+            return Err(EPERM);
+        }
+        let (fi, li) = (a.index_of(s), a.index_of(e));
+        a.pages.pin_range(held, fi, li)?;
+        if lock {
+            a.num_locks += 1;
+        } else {
+            a.num_accesses += 1;
+        }
+        done = e.wrapping_add(1);
+        for idx in fi..=li {
+            match a.pages.page(held, idx) {
+                Ok(Some(pg)) => out.try_push(pg)?,
+                _ => return Err(EFAULT),
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = res {
+        if done > iova {
+            let _ = unpin_pages(held, ioas_obj, iova, done - iova, lock);
+        }
+        return Err(e);
+    }
+    Ok(out)
+}
+
+/// Undoes [`pin_pages`].
+pub fn unpin_pages(
+    held: &Held<'_>,
+    ioas_obj: &Arc<Object>,
+    iova: u64,
+    length: u64,
+    lock: bool,
+) -> Result {
+    let last = iova.checked_add(length - 1).ok_or(EOVERFLOW)?;
+    let ioas = crate::payload!(ioas_obj, Ioas).ok_or(ENOENT)?;
+    ioas.iopt(held)?.for_each_contig(iova, last, |a, s, e| {
+        a.pages.unpin_range(held, a.index_of(s), a.index_of(e))?;
+        if lock {
+            a.num_locks = a.num_locks.saturating_sub(1);
+        } else {
+            a.num_accesses = a.num_accesses.saturating_sub(1);
+        }
+        Ok(())
+    })
+}
+
+/// The whole pages under `iova..iova + length`.
+fn page_span(iova: u64, length: u64) -> Result<(u64, u64)> {
+    let start = iova & !(PAGE_SIZE - 1);
+    let end = iova
+        .checked_add(length)
+        .and_then(|e| e.checked_next_multiple_of(PAGE_SIZE))
+        .ok_or(EOVERFLOW)?;
+    Ok((start, end - start))
+}
+
+/// Pins and locks the pages under `iova..iova + length`, which must be
+/// physically contiguous (`EFAULT`); returns the physical address of
+/// `iova`. The HW queue path.
+pub fn lock_contiguous(
+    held: &Held<'_>,
+    ioas_obj: &Arc<Object>,
+    iova: u64,
+    length: u64,
+) -> Result<u64> {
+    let (start, len) = page_span(iova, length)?;
+    let pages = pin_pages(held, ioas_obj, start, len, true, true)?;
+    let first = pages.first().map(|p| p.phys()).ok_or(EFAULT)?;
+    let contiguous = pages
+        .iter()
+        .enumerate()
+        .all(|(i, p)| p.phys() == first + i as u64 * PAGE_SIZE);
+    if !contiguous {
+        let _ = unpin_pages(held, ioas_obj, start, len, true);
+        return Err(EFAULT);
+    }
+    Ok(first + (iova - start))
+}
+
+/// Undoes [`lock_contiguous`].
+pub fn unlock_range(held: &Held<'_>, ioas_obj: &Arc<Object>, iova: u64, length: u64) -> Result {
+    let (start, len) = page_span(iova, length)?;
+    unpin_pages(held, ioas_obj, start, len, true)
+}

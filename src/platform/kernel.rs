@@ -618,6 +618,43 @@ impl<U: Send + Sync + 'static> IdTable<U> {
         }))
     }
 
+    /// Replaces the published entry `id` by `new` if `check` accepts the
+    /// old one, which is returned; `None` if there is no entry.
+    pub fn replace_if(
+        &self,
+        id: u32,
+        check: impl FnOnce(&U) -> Result,
+        new: Arc<U>,
+    ) -> Option<Result<Arc<U>>> {
+        let _g = self.lock();
+        // SAFETY: the xarray is locked and initialised.
+        let entry = unsafe { bindings::xa_load(self.raw(), id as usize) };
+        if entry.is_null() {
+            return None;
+        }
+        // SAFETY: as in `get_if`.
+        let borrowed = unsafe { <Arc<U> as ForeignOwnable>::borrow(entry) };
+        if let Err(e) = check(&borrowed) {
+            return Some(Err(e));
+        }
+        let raw = new.into_foreign();
+        // SAFETY: the xarray is locked; storing over a present entry needs
+        // no allocation, so GFP_ATOMIC cannot fail for lack of memory.
+        let old = unsafe {
+            bindings::__xa_store(self.raw(), id as usize, raw.cast(), bindings::GFP_ATOMIC)
+        };
+        if old != entry {
+            // SAFETY: the store failed (an error entry came back), so `raw`
+            // was not consumed and the old entry is still in place.
+            drop(unsafe { <Arc<U> as ForeignOwnable>::from_foreign(raw) });
+            return Some(Err(ENOMEM));
+        }
+        // SAFETY: the old entry left the xarray; it came from `into_foreign`.
+        Some(Ok(unsafe {
+            <Arc<U> as ForeignOwnable>::from_foreign(entry)
+        }))
+    }
+
     /// The published entry with the lowest ID `>= from`.
     pub fn next_from(&self, from: u32) -> Option<(u32, Arc<U>)> {
         let mut index = from as usize;
@@ -762,5 +799,209 @@ mod tests {
             assert_eq!(first.0, 0);
         }
         assert_eq!(DROPS.load(Ordering::Relaxed), before + 100);
+    }
+}
+
+extern "C" {
+    fn iommufd_rs_event_file(
+        kind: u32,
+        priv_: *mut core::ffi::c_void,
+        filep: *mut *mut RawFile,
+        wakerp: *mut *mut core::ffi::c_void,
+    ) -> i32;
+    fn iommufd_rs_event_wake(waker: *mut core::ffi::c_void);
+    fn iommufd_rs_pages_alloc(order: u32) -> *mut core::ffi::c_void;
+    fn iommufd_rs_pages_free(va: *mut core::ffi::c_void, order: u32);
+    fn iommufd_rs_virt_to_pfn(va: *mut core::ffi::c_void) -> u64;
+}
+
+/// Wakes the readers of an event fd.
+///
+/// # Invariants
+///
+/// The pointer is the wait queue of an event file that is still open: the
+/// object owning the waker forgets it, under the context lock, in the
+/// file's release hook before the queue is freed; wakers are used only
+/// under that lock.
+#[derive(Clone, Copy)]
+pub struct Waker(*mut core::ffi::c_void);
+
+// SAFETY: the wait queue is a kernel object usable from any thread; the
+// type invariant bounds its lifetime.
+unsafe impl Send for Waker {}
+// SAFETY: as above; waking is thread-safe.
+unsafe impl Sync for Waker {}
+
+impl Waker {
+    /// Wakes pollers and blocked readers.
+    pub fn wake(&self) {
+        // SAFETY: the queue is alive (type invariant).
+        unsafe { iommufd_rs_event_wake(self.0) }
+    }
+}
+
+/// An event file under construction: a FAULT or vEVENTQ fd with a leaked
+/// `Arc<T>` as private data, given back to the release hook.
+pub struct NewEventFile {
+    fd: i32,
+    file: *mut RawFile,
+    waker: Waker,
+}
+
+impl NewEventFile {
+    /// Creates the file of `kind` (see the shim) for `owner`.
+    pub fn new<T: Send + Sync + 'static>(kind: u32, owner: Arc<T>) -> Result<Self> {
+        let raw = owner.into_foreign();
+        let mut file = ptr::null_mut();
+        let mut waker = ptr::null_mut();
+        // SAFETY: `raw` stays valid until the release hook takes it back;
+        // the out pointers are valid.
+        let fd = unsafe { iommufd_rs_event_file(kind, raw.cast(), &mut file, &mut waker) };
+        if fd < 0 {
+            // SAFETY: no file was created, so we still own `raw`.
+            drop(unsafe { <Arc<T> as ForeignOwnable>::from_foreign(raw) });
+            return Err(from_kernel(fd));
+        }
+        Ok(Self {
+            fd,
+            file,
+            waker: Waker(waker),
+        })
+    }
+
+    /// The reserved fd number.
+    pub fn fd(&self) -> i32 {
+        self.fd
+    }
+
+    /// The waker of the file's wait queue.
+    pub fn waker(&self) -> Waker {
+        self.waker
+    }
+
+    /// Makes the fd visible to userspace.
+    pub fn install(self) {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: fd and file come from `iommufd_rs_event_file`.
+        unsafe { iommufd_rs_fd_install(this.fd, this.file) }
+    }
+}
+
+impl Drop for NewEventFile {
+    fn drop(&mut self) {
+        // SAFETY: fd and file come from `iommufd_rs_event_file` and were not
+        // installed; the release hook runs later and takes the owner back.
+        unsafe { iommufd_rs_fd_abort(self.fd, self.file) }
+    }
+}
+
+/// Borrows the owner of an event file from its private data.
+///
+/// # Safety
+///
+/// `raw` must be the private data of an event file created by
+/// [`NewEventFile::new`] with the same `T`, still open.
+pub unsafe fn event_file_borrow<T: Send + Sync + 'static>(raw: *mut core::ffi::c_void) -> Arc<T> {
+    // SAFETY: by the function's contract the `Arc` is alive.
+    unsafe { <Arc<T> as ForeignOwnable>::borrow(raw.cast()) }.into()
+}
+
+/// Takes back the owner of an event file on release.
+///
+/// # Safety
+///
+/// As [`event_file_borrow`], and this is the file's release.
+pub unsafe fn event_file_release<T: Send + Sync + 'static>(raw: *mut core::ffi::c_void) -> Arc<T> {
+    // SAFETY: by the function's contract.
+    unsafe { <Arc<T> as ForeignOwnable>::from_foreign(raw.cast()) }
+}
+
+/// Physically contiguous, zeroed kernel pages that userspace may `mmap`.
+///
+/// # Invariants
+///
+/// `va` is an allocation of order `order` from `iommufd_rs_pages_alloc`.
+pub struct MmapPages {
+    va: *mut core::ffi::c_void,
+    order: u32,
+}
+
+// SAFETY: plain kernel memory, owned by this value.
+unsafe impl Send for MmapPages {}
+// SAFETY: the only accessors are `&self` methods writing through the
+// pointer at creation time (before sharing) and reading addresses.
+unsafe impl Sync for MmapPages {}
+
+impl MmapPages {
+    /// `n` (a power of two) zeroed pages.
+    pub fn new(n: usize) -> Result<Self> {
+        let order = n.next_power_of_two().trailing_zeros();
+        // SAFETY: plain allocation.
+        let va = unsafe { iommufd_rs_pages_alloc(order) };
+        if va.is_null() {
+            return Err(ENOMEM);
+        }
+        Ok(Self { va, order })
+    }
+
+    /// Stores `v` at byte `off`.
+    pub fn write_u32(&self, off: usize, v: u32) {
+        if off + 4 > self.len() as usize {
+            return;
+        }
+        // SAFETY: in bounds of the allocation (checked above); u32 writes
+        // at any offset use an unaligned store.
+        unsafe {
+            self.va
+                .cast::<u8>()
+                .add(off)
+                .cast::<u32>()
+                .write_unaligned(v)
+        }
+    }
+
+    /// The first page frame.
+    pub fn pfn(&self) -> u64 {
+        // SAFETY: `va` is a live direct-map address (type invariant).
+        unsafe { iommufd_rs_virt_to_pfn(self.va) }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        super::PAGE_SIZE << self.order
+    }
+
+    /// True for zero pages (never).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl Drop for MmapPages {
+    fn drop(&mut self) {
+        // SAFETY: allocated with this order (type invariant); no mapping
+        // remains (the owner cannot be destroyed while mapped).
+        unsafe { iommufd_rs_pages_free(self.va, self.order) }
+    }
+}
+
+/// A mutex under which nothing else is locked or faulted in (it nests
+/// inside both the context lock and `mmap_lock`).
+pub struct LeafMutex<T> {
+    m: Pin<KBox<kernel::sync::Mutex<T>>>,
+}
+
+impl<T> LeafMutex<T> {
+    /// A new mutex around `v` (`ENOMEM`).
+    pub fn new(v: T) -> Result<Self> {
+        Ok(Self {
+            m: KBox::pin_init(kernel::new_mutex!(v, "iommufd_rs_leaf"), GFP_KERNEL_ACCOUNT)
+                .map_err(|_| ENOMEM)?,
+        })
+    }
+
+    /// Takes the lock (sleeps).
+    pub fn lock(&self) -> impl core::ops::DerefMut<Target = T> + '_ {
+        self.m.lock()
     }
 }

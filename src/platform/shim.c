@@ -21,11 +21,13 @@
 #include <linux/memfd.h>
 #include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/poll.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/sched/task.h>
 #include <linux/sched/user.h>
 #include <linux/slab.h>
+#include <linux/wait.h>
 
 /* The mock dma-buf exporter and importer below use the dma-buf core. */
 MODULE_IMPORT_NS("DMA_BUF");
@@ -633,4 +635,202 @@ int iommufd_rs_dmabuf_revoke(int fd, bool revoked, void **id)
 	*id = dmabuf;
 	dma_buf_put(dmabuf);
 	return 0;
+}
+
+/* Event files (FAULT and vEVENTQ fds); the queues themselves are in Rust. */
+ssize_t iommufd_rs_event_read(void *priv, u64 ubuf, size_t count);
+ssize_t iommufd_rs_event_write(void *priv, u64 ubuf, size_t count);
+unsigned int iommufd_rs_event_poll(void *priv);
+void iommufd_rs_event_release(void *priv);
+
+/* What an event file carries: its wait queue and the Rust owner. */
+struct iommufd_rs_evfile {
+	wait_queue_head_t wq;
+	void *priv;
+};
+
+/* read(): whole records at offset 0 only (-ESPIPE otherwise). */
+static ssize_t evfile_read(struct file *file, char __user *buf, size_t count,
+			   loff_t *ppos)
+{
+	struct iommufd_rs_evfile *ev = file->private_data;
+
+	if (*ppos)
+		return -ESPIPE;
+	return iommufd_rs_event_read(ev->priv, (u64)(uintptr_t)buf, count);
+}
+
+/* write(): page responses of a FAULT fd, at offset 0 only. */
+static ssize_t evfile_write(struct file *file, const char __user *buf,
+			    size_t count, loff_t *ppos)
+{
+	struct iommufd_rs_evfile *ev = file->private_data;
+
+	if (*ppos)
+		return -ESPIPE;
+	return iommufd_rs_event_write(ev->priv, (u64)(uintptr_t)buf, count);
+}
+
+/* poll(): registers on the queue, then asks Rust what is ready. */
+static __poll_t evfile_poll(struct file *file, struct poll_table_struct *wait)
+{
+	struct iommufd_rs_evfile *ev = file->private_data;
+
+	poll_wait(file, &ev->wq, wait);
+	return (__force __poll_t)iommufd_rs_event_poll(ev->priv);
+}
+
+/* release(): Rust forgets the waker and drops its owner, then we free. */
+static int evfile_release(struct inode *inode, struct file *file)
+{
+	struct iommufd_rs_evfile *ev = file->private_data;
+
+	iommufd_rs_event_release(ev->priv);
+	kfree(ev);
+	return 0;
+}
+
+static const struct file_operations fault_fops = {
+	.owner = THIS_MODULE,
+	.read = evfile_read,
+	.write = evfile_write,
+	.poll = evfile_poll,
+	.release = evfile_release,
+	.llseek = noop_llseek,
+};
+
+static const struct file_operations veventq_fops = {
+	.owner = THIS_MODULE,
+	.read = evfile_read,
+	.poll = evfile_poll,
+	.release = evfile_release,
+	.llseek = noop_llseek,
+};
+
+/*
+ * Creates an event file carrying @priv: @kind 0 is a FAULT fd
+ * ("[iommufd-pgfault]", read/write/poll), 1 a vEVENTQ fd
+ * ("[iommufd-viommu-event]", read/poll). Reserves an O_CLOEXEC fd for it,
+ * installed or aborted like access files; @wakerp receives the wait queue
+ * for iommufd_rs_event_wake(). Returns the fd or -errno.
+ */
+int iommufd_rs_event_file(u32 kind, void *priv, struct file **filep,
+			  void **wakerp)
+{
+	const struct file_operations *fops = kind ? &veventq_fops : &fault_fops;
+	const char *name = kind ? "[iommufd-viommu-event]" : "[iommufd-pgfault]";
+	struct iommufd_rs_evfile *ev;
+	struct file *file;
+	int fd;
+
+	ev = kzalloc(sizeof(*ev), GFP_KERNEL_ACCOUNT);
+	if (!ev)
+		return -ENOMEM;
+	init_waitqueue_head(&ev->wq);
+	ev->priv = priv;
+	fd = get_unused_fd_flags(O_CLOEXEC);
+	if (fd < 0) {
+		kfree(ev);
+		return fd;
+	}
+	file = anon_inode_getfile(name, fops, ev, O_RDWR);
+	if (IS_ERR(file)) {
+		put_unused_fd(fd);
+		kfree(ev);
+		return PTR_ERR(file);
+	}
+	*filep = file;
+	*wakerp = &ev->wq;
+	return fd;
+}
+
+/* Wakes readers and pollers of an event file (@waker from above). */
+void iommufd_rs_event_wake(void *waker)
+{
+	wake_up_interruptible((wait_queue_head_t *)waker);
+}
+
+/* Zeroed, physically contiguous pages of @order for mmap regions. */
+void *iommufd_rs_pages_alloc(u32 order)
+{
+	return (void *)__get_free_pages(GFP_KERNEL_ACCOUNT | __GFP_ZERO, order);
+}
+
+/* Frees pages from iommufd_rs_pages_alloc(). */
+void iommufd_rs_pages_free(void *va, u32 order)
+{
+	free_pages((unsigned long)va, order);
+}
+
+/* The page frame of a direct-map address. */
+u64 iommufd_rs_virt_to_pfn(void *va)
+{
+	return virt_to_pfn(va);
+}
+
+/*
+ * VMAs of /dev/iommu mmap regions hold a reference on the owning object's
+ * `users` counter (a Rust AtomicU32, the same representation as atomic_t):
+ * taken by the mmap and by every VMA copy or split, dropped on close.
+ */
+static void iommufd_rs_vma_open(struct vm_area_struct *vma)
+{
+	atomic_inc((atomic_t *)vma->vm_private_data);
+}
+
+static void iommufd_rs_vma_close(struct vm_area_struct *vma)
+{
+	atomic_dec((atomic_t *)vma->vm_private_data);
+}
+
+static const struct vm_operations_struct iommufd_rs_vma_ops = {
+	.open = iommufd_rs_vma_open,
+	.close = iommufd_rs_vma_close,
+};
+
+/* The mmap offset of @vma in bytes. */
+u64 iommufd_rs_vma_offset(struct vm_area_struct *vma)
+{
+	return (u64)vma->vm_pgoff << PAGE_SHIFT;
+}
+
+/*
+ * Checks an mmap of /dev/iommu the way upstream does: page-aligned length
+ * (-EINVAL), shared (-EINVAL), not executable (-EPERM). Returns 0 and the
+ * length in @len.
+ */
+int iommufd_rs_vma_check(struct vm_area_struct *vma, u64 *len)
+{
+	u64 length = vma->vm_end - vma->vm_start;
+
+	if (!PAGE_ALIGNED(length))
+		return -EINVAL;
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
+	if (vma->vm_flags & VM_EXEC)
+		return -EPERM;
+	*len = length;
+	return 0;
+}
+
+/*
+ * Maps @len bytes of frames from @pfn into @vma, uncached, as an I/O
+ * mapping that fork does not copy. @users was incremented by the caller
+ * for this VMA; on failure it is dropped here.
+ */
+int iommufd_rs_vma_remap(struct vm_area_struct *vma, u64 pfn, u64 len,
+			 atomic_t *users)
+{
+	int rc;
+
+	vma->vm_pgoff = 0;
+	vma->vm_private_data = users;
+	vma->vm_ops = &iommufd_rs_vma_ops;
+	vma->vm_page_prot = pgprot_noncached(vma->vm_page_prot);
+	vm_flags_set(vma, VM_DONTCOPY | VM_DONTEXPAND | VM_IO);
+	rc = io_remap_pfn_range(vma, vma->vm_start, pfn, len,
+				vma->vm_page_prot);
+	if (rc)
+		atomic_dec(users);
+	return rc;
 }

@@ -97,6 +97,22 @@ impl<U> IdTable<U> {
         slots.remove(&id).flatten().map(Ok)
     }
 
+    /// Replaces the published entry `id` by `new` if `check` accepts the
+    /// old one, which is returned; `None` if there is no entry.
+    pub fn replace_if(
+        &self,
+        id: u32,
+        check: impl FnOnce(&U) -> Result,
+        new: Arc<U>,
+    ) -> Option<Result<Arc<U>>> {
+        let mut slots = self.slots();
+        let v = slots.get(&id)?.as_ref()?;
+        if let Err(e) = check(v) {
+            return Some(Err(e));
+        }
+        slots.insert(id, Some(new)).flatten().map(Ok)
+    }
+
     /// The published entry with the lowest ID `>= from`.
     pub fn next_from(&self, from: u32) -> Option<(u32, Arc<U>)> {
         self.slots()
@@ -573,4 +589,110 @@ pub fn close_access_file<T: Send + Sync + 'static>(fd: i32) -> Option<Arc<T>> {
         .unwrap_or_else(|e| e.into_inner())
         .remove(&fd)?;
     owner.downcast::<T>().ok()
+}
+
+/// Wakes the readers of an event fd (nothing to wake on the host).
+#[derive(Clone, Copy, Debug)]
+pub struct Waker(());
+
+impl Waker {
+    /// Wakes pollers.
+    pub fn wake(&self) {}
+}
+
+/// An event file under construction (shares the fake fd table).
+pub struct NewEventFile {
+    inner: NewAccessFile,
+}
+
+impl NewEventFile {
+    /// Creates the file of `kind` for `owner`.
+    pub fn new<T: Send + Sync + 'static>(_kind: u32, owner: Arc<T>) -> Result<Self> {
+        Ok(Self {
+            inner: NewAccessFile::new(owner)?,
+        })
+    }
+
+    /// The reserved fd number.
+    pub fn fd(&self) -> i32 {
+        self.inner.fd()
+    }
+
+    /// The waker of the file's wait queue.
+    pub fn waker(&self) -> Waker {
+        Waker(())
+    }
+
+    /// Makes the fd visible.
+    pub fn install(self) {
+        self.inner.install()
+    }
+}
+
+/// Host test hook: the owner of an installed fake event fd.
+pub fn event_file_get<T: Send + Sync + 'static>(fd: i32) -> Option<Arc<T>> {
+    access_file_get::<T>(fd)
+}
+
+/// Pages userspace can `mmap` (plain memory on the host).
+pub struct MmapPages {
+    mem: Mutex<Vec<u8>>,
+}
+
+impl MmapPages {
+    /// `n` zeroed pages.
+    pub fn new(n: usize) -> Result<Self> {
+        Ok(Self {
+            mem: Mutex::new(vec![0; n * super::PAGE_SIZE as usize]),
+        })
+    }
+
+    /// Stores `v` at byte `off`.
+    pub fn write_u32(&self, off: usize, v: u32) {
+        let mut m = self.mem.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = m.get_mut(off..off + 4) {
+            d.copy_from_slice(&v.to_ne_bytes());
+        }
+    }
+
+    /// Reads the `u32` at byte `off` (0 out of range).
+    pub fn read_u32(&self, off: usize) -> u32 {
+        let m = self.mem.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(off..off + 4)
+            .and_then(|d| d.try_into().ok())
+            .map_or(0, u32::from_ne_bytes)
+    }
+
+    /// The first page frame (a fake one on the host).
+    pub fn pfn(&self) -> u64 {
+        0
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        self.mem.lock().unwrap_or_else(|e| e.into_inner()).len() as u64
+    }
+
+    /// True for zero pages.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A mutex under which nothing else is locked or faulted in (it nests
+/// inside both the context lock and `mmap_lock`).
+pub struct LeafMutex<T> {
+    m: Mutex<T>,
+}
+
+impl<T> LeafMutex<T> {
+    /// A new mutex around `v`.
+    pub fn new(v: T) -> Result<Self> {
+        Ok(Self { m: Mutex::new(v) })
+    }
+
+    /// Takes the lock.
+    pub fn lock(&self) -> impl core::ops::DerefMut<Target = T> + '_ {
+        self.m.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }

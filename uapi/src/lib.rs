@@ -620,6 +620,68 @@ uapi_struct! {
     }
 }
 
+/// `IOMMU_NO_PASID`: the PASID of DMA without a PASID. Kernel-internal
+/// (`include/linux/iommu.h`), not in a uAPI header, so the layout test does
+/// not check it.
+pub const IOMMU_NO_PASID: u32 = 0;
+
+/// `IOMMU_PGFAULT_FLAGS_PASID_VALID`: the `pasid` of the fault is valid.
+pub const IOMMU_PGFAULT_FLAGS_PASID_VALID: u32 = 1 << 0;
+/// `IOMMU_PGFAULT_FLAGS_LAST_PAGE`: the last fault of a fault group.
+pub const IOMMU_PGFAULT_FLAGS_LAST_PAGE: u32 = 1 << 1;
+
+/// `IOMMU_PGFAULT_PERM_READ`: request for read permission.
+pub const IOMMU_PGFAULT_PERM_READ: u32 = 1 << 0;
+/// `IOMMU_PGFAULT_PERM_WRITE`: request for write permission.
+pub const IOMMU_PGFAULT_PERM_WRITE: u32 = 1 << 1;
+/// `IOMMU_PGFAULT_PERM_EXEC`: request with the PASID Execute Requested bit.
+pub const IOMMU_PGFAULT_PERM_EXEC: u32 = 1 << 2;
+/// `IOMMU_PGFAULT_PERM_PRIV`: request with the PASID Privileged Mode
+/// Requested bit.
+pub const IOMMU_PGFAULT_PERM_PRIV: u32 = 1 << 3;
+
+uapi_struct! {
+    /// `struct iommu_hwpt_pgfault`: one page fault message, read from the
+    /// fd of a FAULT object.
+    iommu_hwpt_pgfault => IommuHwptPgfault {
+        /// `IOMMU_PGFAULT_FLAGS_*`.
+        flags: u32,
+        /// The device the fault originated from.
+        dev_id: u32,
+        /// PASID of the fault, if `IOMMU_PGFAULT_FLAGS_PASID_VALID` is set.
+        pasid: u32,
+        /// Page Request Group Index.
+        grpid: u32,
+        /// `IOMMU_PGFAULT_PERM_*`.
+        perm: u32,
+        /// Must be 0.
+        __reserved: u32,
+        /// Fault address.
+        addr: u64,
+        /// Hint of how many bytes the requestor will access, 0 for none.
+        length: u32,
+        /// Kernel cookie of the fault group, echoed back in the response to
+        /// the group's last fault.
+        cookie: u32,
+    }
+}
+
+/// `IOMMUFD_PAGE_RESP_SUCCESS`: the fault was handled, retry the access.
+pub const IOMMUFD_PAGE_RESP_SUCCESS: u32 = 0;
+/// `IOMMUFD_PAGE_RESP_INVALID`: the fault could not be handled, do not retry.
+pub const IOMMUFD_PAGE_RESP_INVALID: u32 = 1;
+
+uapi_struct! {
+    /// `struct iommu_hwpt_page_response`: a page fault response, written to
+    /// the fd of a FAULT object.
+    iommu_hwpt_page_response => IommuHwptPageResponse {
+        /// The `cookie` of the fault message answered.
+        cookie: u32,
+        /// One of `IOMMUFD_PAGE_RESP_*`.
+        code: u32,
+    }
+}
+
 uapi_struct! {
     /// `struct iommu_fault_alloc`: allocate a FAULT queue object.
     iommu_fault_alloc => IommuFaultAlloc {
@@ -683,6 +745,17 @@ uapi_struct! {
 
 /// `IOMMU_VEVENTQ_FLAG_LOST_EVENTS`: the vEVENTQ has lost vEVENTs.
 pub const IOMMU_VEVENTQ_FLAG_LOST_EVENTS: u32 = 1 << 0;
+uapi_struct! {
+    /// `struct iommufd_vevent_header`: header of each vEVENT read from the
+    /// fd of a vEVENTQ.
+    iommufd_vevent_header => IommufdVeventHeader {
+        /// `IOMMU_VEVENTQ_FLAG_*`.
+        flags: u32,
+        /// Sequence index of the following vEVENT, in `[0, INT_MAX]`.
+        sequence: u32,
+    }
+}
+
 /// `IOMMU_VEVENTQ_TYPE_DEFAULT`: reserved.
 pub const IOMMU_VEVENTQ_TYPE_DEFAULT: u32 = 0;
 /// `IOMMU_VEVENTQ_TYPE_ARM_SMMUV3`: ARM SMMUv3 virtual event queue.
@@ -1489,9 +1562,12 @@ pub const ALL_LAYOUTS: &[(&str, usize, &[FieldLayout], &str)] = &[
     layout_entry::<IommuHwptSetDirtyTracking>("iommufd.h"),
     layout_entry::<IommuHwptGetDirtyBitmap>("iommufd.h"),
     layout_entry::<IommuHwptInvalidate>("iommufd.h"),
+    layout_entry::<IommuHwptPgfault>("iommufd.h"),
+    layout_entry::<IommuHwptPageResponse>("iommufd.h"),
     layout_entry::<IommuFaultAlloc>("iommufd.h"),
     layout_entry::<IommuViommuAlloc>("iommufd.h"),
     layout_entry::<IommuVdeviceAlloc>("iommufd.h"),
+    layout_entry::<IommufdVeventHeader>("iommufd.h"),
     layout_entry::<IommuVeventqAlloc>("iommufd.h"),
     layout_entry::<IommuHwQueueAlloc>("iommufd.h"),
     layout_entry::<IommuRsInfo>("iommufd_rs.h"),

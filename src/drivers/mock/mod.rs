@@ -4,16 +4,17 @@
 //! in-kernel access objects with their fds, and the checks the selftests
 //! use. Devices are simulated inside the module.
 
+pub mod nested;
 pub mod pagetable;
 
 use crate::device_bind::{self, Device, DeviceCaps, Group};
 use crate::errno::{
-    Result, EBADE, EBADFD, EFAULT, EINVAL, EIO, ENOENT, ENOMEM, EOPNOTSUPP, EOVERFLOW, EPERM,
+    Result, EBADE, EBADFD, EINVAL, EIO, ENOENT, ENOMEM, EOPNOTSUPP, EOVERFLOW, EPERM,
 };
 use crate::ioas::{get_ioas, iopt::prot, iopt::ResvOwner};
 use crate::object::{Holder, ObjKind, Object, Payload};
 use crate::platform::{
-    access_file_get, user_page_info, Arc, CtxCell, NewAccessFile, PVec, PageRef, VecExt, PAGE_SIZE,
+    access_file_get, user_page_info, Arc, CtxCell, NewAccessFile, PVec, VecExt, PAGE_SIZE,
 };
 use crate::uapi::*;
 use crate::ucmd::{Cx, Ictx, Ucmd};
@@ -84,7 +85,7 @@ pub(crate) fn test_cmd(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
             let s = cx.ictx.objects().get(cmd.id, Some(ObjKind::Selftest))?;
             let dev_obj = selftest_dev(cx, s.object())?;
             let dev = crate::payload!(dev_obj, Device).ok_or(EINVAL)?;
-            p.pt_id = device_bind::replace(cx, dev, p.pt_id)?;
+            p.pt_id = device_bind::replace(cx, dev, device_bind::NO_PASID, p.pt_id)?;
             cmd.set_payload(&p);
             ucmd.respond(&cmd)
         }
@@ -126,6 +127,14 @@ pub(crate) fn test_cmd(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
                 _ => Err(EINVAL),
             }
         }
+        IOMMU_TEST_OP_DIRTY => nested::test_dirty(cx, ucmd, &mut cmd),
+        IOMMU_TEST_OP_MD_CHECK_IOTLB => nested::test_check_iotlb(cx, &cmd),
+        IOMMU_TEST_OP_TRIGGER_IOPF => nested::test_trigger_iopf(cx, &cmd),
+        IOMMU_TEST_OP_TRIGGER_VEVENT => nested::test_trigger_vevent(cx, &cmd),
+        IOMMU_TEST_OP_PASID_ATTACH
+        | IOMMU_TEST_OP_PASID_REPLACE
+        | IOMMU_TEST_OP_PASID_DETACH
+        | IOMMU_TEST_OP_PASID_CHECK_HWPT => nested::test_pasid(cx, ucmd, &mut cmd),
         IOMMU_TEST_OP_DMABUF_GET => {
             let p: TestDmabufGet = cmd.payload();
             // Unlike upstream's selftest (which returns 0), the new fd is
@@ -166,7 +175,7 @@ pub fn hw_info(ty: u32) -> Result<(u32, IommuTestHwInfo)> {
 }
 
 /// The device object of a selftest object.
-fn selftest_dev(cx: &Cx<'_>, s: &Arc<Object>) -> Result<Arc<Object>> {
+pub(super) fn selftest_dev(cx: &Cx<'_>, s: &Arc<Object>) -> Result<Arc<Object>> {
     let st = crate::payload!(s, Selftest).ok_or(EINVAL)?;
     let dev = st.dev.get(cx.held)?;
     Ok(dev.as_ref().ok_or(ENOENT)?.object().clone())
@@ -196,7 +205,8 @@ fn mock_domain(cx: &Cx<'_>, ucmd: &Ucmd<'_>, cmd: &mut IommuTestCmd) -> Result {
             0
         },
     };
-    let dnew = objects.reserve(Payload::Device(Device::new(caps, Group::new()?)))?;
+    let group = Group::new()?;
+    let dnew = objects.reserve_with(|id| Ok(Payload::Device(Device::new(id, caps, group))))?;
     let dev_obj = dnew.object().cloned().ok_or(EINVAL)?;
     let idev_id = dnew.id();
     // Bound devices are visible at once, as after iommufd_device_bind().
@@ -206,7 +216,7 @@ fn mock_domain(cx: &Cx<'_>, ucmd: &Ucmd<'_>, cmd: &mut IommuTestCmd) -> Result {
     *st.dev.get(cx.held)? = Some(dev_obj.hold());
     let res = (|| {
         let dev = crate::payload!(dev_obj, Device).ok_or(EINVAL)?;
-        let hwpt_id = device_bind::attach(cx, dev, cmd.id)?;
+        let hwpt_id = device_bind::attach(cx, dev, device_bind::NO_PASID, cmd.id)?;
         out.out_stdev_id = sobj.id();
         out.out_hwpt_id = hwpt_id;
         out.out_idev_id = idev_id;
@@ -238,8 +248,9 @@ pub fn selftest_destroy(cx: &Cx<'_>, obj: &Arc<Object>) -> Result {
     };
     let dev_obj = holder.object().clone();
     if let Some(dev) = crate::payload!(dev_obj, Device) {
-        device_bind::detach(cx, dev)?;
+        device_bind::detach_all(cx, dev)?;
     }
+    crate::hw_pagetable::viommu::vdevice_force_destroy(cx, &dev_obj)?;
     drop(holder);
     let removed = cx.ictx.objects().remove(dev_obj.id())?;
     crate::ucmd::destroy_object(cx, &removed);
@@ -423,7 +434,7 @@ fn drop_item(cx: &Cx<'_>, obj: &Arc<Object>, pred: impl Fn(&AccessItem) -> bool)
     let item = st.items.remove_at(i).ok_or(ENOENT)?;
     drop(st);
     if let Some(ioas) = acc.ioas(cx)? {
-        access_unpin(cx, &ioas, item.iova, item.length)?;
+        crate::ioas::unpin_pages(cx.held, &ioas, item.iova, item.length, false)?;
     }
     Ok(true)
 }
@@ -458,73 +469,6 @@ pub fn access_file_released(owner: Arc<StAccessFile>) {
     }
 }
 
-/// True if `iova` starts a page of the area, and (unless it is the last
-/// piece) the piece ends at a page end: access pins are whole pages.
-fn contig_aligned(a: &crate::ioas::iopt::Area, cur: u64, end: u64, last: u64) -> bool {
-    if !a.start_byte_of(cur).is_multiple_of(PAGE_SIZE) {
-        return false;
-    }
-    end == last || a.start_byte_of(a.last) % PAGE_SIZE == PAGE_SIZE - 1
-}
-
-/// Pins `iova..+length` of the access's IOAS (whole pages), returning the
-/// pages in order.
-fn access_pin(
-    cx: &Cx<'_>,
-    ioas_obj: &Arc<Object>,
-    iova: u64,
-    length: u64,
-    write: bool,
-) -> Result<PVec<PageRef>> {
-    if length == 0 {
-        return Err(EINVAL);
-    }
-    let last = iova.checked_add(length - 1).ok_or(EOVERFLOW)?;
-    let ioas = crate::payload!(ioas_obj, Ioas).ok_or(ENOENT)?;
-    let mut out = PVec::new();
-    let mut done: u64 = iova;
-    let held = cx.held;
-    let res = ioas.iopt(held)?.for_each_contig(iova, last, |a, s, e| {
-        if !contig_aligned(a, s, e, last) {
-            return Err(EINVAL);
-        }
-        let need = if write { prot::WRITE } else { prot::READ };
-        if a.prot & need == 0 {
-            return Err(EPERM);
-        }
-        let (fi, li) = (a.index_of(s), a.index_of(e));
-        a.pages.pin_range(held, fi, li)?;
-        a.num_accesses += 1;
-        for idx in fi..=li {
-            match a.pages.page(held, idx) {
-                Ok(Some(pg)) => out.try_push(pg)?,
-                _ => return Err(EFAULT),
-            }
-        }
-        done = e.wrapping_add(1);
-        Ok(())
-    });
-    if let Err(e) = res {
-        if done > iova {
-            let _ = access_unpin(cx, ioas_obj, iova, done - iova);
-        }
-        return Err(e);
-    }
-    Ok(out)
-}
-
-/// Undoes [`access_pin`].
-fn access_unpin(cx: &Cx<'_>, ioas_obj: &Arc<Object>, iova: u64, length: u64) -> Result {
-    let last = iova.checked_add(length - 1).ok_or(EOVERFLOW)?;
-    let ioas = crate::payload!(ioas_obj, Ioas).ok_or(ENOENT)?;
-    let held = cx.held;
-    ioas.iopt(held)?.for_each_contig(iova, last, |a, s, e| {
-        a.pages.unpin_range(held, a.index_of(s), a.index_of(e))?;
-        a.num_accesses = a.num_accesses.saturating_sub(1);
-        Ok(())
-    })
-}
-
 /// `ACCESS_PAGES`: pins a range through the access and checks the pages
 /// are the ones mapped at `uptr`.
 fn access_pages(cx: &Cx<'_>, ucmd: &Ucmd<'_>, cmd: &mut IommuTestCmd) -> Result {
@@ -541,12 +485,13 @@ fn access_pages(cx: &Cx<'_>, ucmd: &Ucmd<'_>, cmd: &mut IommuTestCmd) -> Result 
         return Err(EOPNOTSUPP);
     }
     let ioas = acc.ioas(cx)?.ok_or(ENOENT)?;
-    let pages = access_pin(
-        cx,
+    let pages = crate::ioas::pin_pages(
+        cx.held,
         &ioas,
         p.iova,
         p.length,
         p.flags & MOCK_FLAGS_ACCESS_WRITE != 0,
+        false,
     )?;
     let res = (|| {
         if p.uptr != 0 {
@@ -580,7 +525,7 @@ fn access_pages(cx: &Cx<'_>, ucmd: &Ucmd<'_>, cmd: &mut IommuTestCmd) -> Result 
         Ok(())
     })();
     if res.is_err() {
-        let _ = access_unpin(cx, &ioas, p.iova, p.length);
+        let _ = crate::ioas::unpin_pages(cx.held, &ioas, p.iova, p.length, false);
     }
     res
 }
