@@ -67,7 +67,7 @@ pub fn check_iova_range(iova: u64, length: u64, page_size: u64, align: u64) -> R
 
 /// One window of the bitmap: the bits of IOVAs `start..end`.
 struct Window<'b> {
-    page_size: u64,
+    shift: u32,
     start: u64,
     end: u64,
     bits: &'b mut [u8],
@@ -81,10 +81,12 @@ impl Window<'_> {
         if from >= to {
             return;
         }
-        let first = (from - self.start) / self.page_size;
-        let last = (to - 1 - self.start) / self.page_size;
+        let first = (from - self.start) >> self.shift;
+        let last = (to - 1 - self.start) >> self.shift;
         for b in first..=last {
-            self.bits[(b / 8) as usize] |= 1 << (b % 8);
+            if let Some(byte) = self.bits.get_mut((b / 8) as usize) {
+                *byte |= 1 << (b % 8);
+            }
         }
         self.any = true;
     }
@@ -111,7 +113,9 @@ pub(crate) fn get_dirty_bitmap(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
     if !domain.has_dirty_ops() {
         return Err(EOPNOTSUPP);
     }
-    let npages = cmd.length / cmd.page_size;
+    // A power of two (checked above): shifts, not divisions.
+    let shift = cmd.page_size.trailing_zeros();
+    let npages = cmd.length >> shift;
     let mut buf: PVec<u8> = PVec::new();
     buf.try_resize(WINDOW_BITS.min(npages).div_ceil(8) as usize, 0)?;
     // Dirty bytes past the current window, from leaves already cleared.
@@ -120,14 +124,15 @@ pub(crate) fn get_dirty_bitmap(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
     while bit < npages {
         let nbits = WINDOW_BITS.min(npages - bit);
         let nbytes = nbits.div_ceil(8) as usize;
-        let start = cmd.iova + bit * cmd.page_size;
-        let end = start + nbits * cmd.page_size;
-        buf[..nbytes].fill(0);
+        let start = cmd.iova + (bit << shift);
+        let end = start + (nbits << shift);
+        let bits = buf.get_mut(..nbytes).ok_or(EINVAL)?;
+        bits.fill(0);
         let mut w = Window {
-            page_size: cmd.page_size,
+            shift,
             start,
             end,
-            bits: &mut buf[..nbytes],
+            bits,
             any: false,
         };
         if ahead > start {

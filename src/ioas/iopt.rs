@@ -426,7 +426,7 @@ impl Iopt {
         }
         self.areas.try_reserve_for(new.len())?;
         for i in 0..new.len() {
-            if let Err(e) = fill(held, &self.domains, &mut new[i]) {
+            if let Err(e) = fill(held, &self.domains, &mut new[i], !self.disable_large_pages) {
                 for a in new[..i].iter_mut() {
                     unfill(held, &self.domains, a);
                 }
@@ -482,14 +482,15 @@ impl Iopt {
         // The first domain pins the areas (pinning is lazy); later ones map
         // what is pinned already.
         let first_domain = self.domains.is_empty();
+        let large = !self.disable_large_pages;
         let one = core::slice::from_ref(d);
         let mut res = Ok(());
         let mut done = 0;
         for area in self.areas.iter_mut() {
             res = if first_domain {
-                fill(held, one, area)
+                fill(held, one, area, large)
             } else if area.filled {
-                map_area(held, area, d)
+                map_area(held, area, d, large)
             } else {
                 Ok(())
             };
@@ -683,7 +684,7 @@ impl Iopt {
 /// Pins an area's pages and maps it into `domains` (nothing without
 /// domains: pinning is lazy; nothing for a revoked dma-buf, which is mapped
 /// nowhere until it is mapped again). All or nothing.
-fn fill(held: &Held<'_>, domains: &[DomainRef], area: &mut Area) -> Result {
+fn fill(held: &Held<'_>, domains: &[DomainRef], area: &mut Area, large: bool) -> Result {
     if domains.is_empty() || area.pages.revoked(held)? {
         return Ok(());
     }
@@ -691,7 +692,7 @@ fn fill(held: &Held<'_>, domains: &[DomainRef], area: &mut Area) -> Result {
     area.pages.pin_range(held, first, last)?;
     area.filled = true;
     for (i, d) in domains.iter().enumerate() {
-        if let Err(e) = map_area(held, area, d) {
+        if let Err(e) = map_area(held, area, d, large) {
             unfill(held, &domains[..i], area);
             return Err(e);
         }
@@ -713,8 +714,8 @@ fn unfill(held: &Held<'_>, domains: &[DomainRef], area: &mut Area) {
 }
 
 /// Maps `area` into domain `d` in runs that are contiguous in both IOVA and
-/// physical address.
-fn map_area(held: &Held<'_>, area: &Area, d: &DomainRef) -> Result {
+/// physical address, or page by page when huge IOPTEs are disabled (`!large`).
+fn map_area(held: &Held<'_>, area: &Area, d: &DomainRef, large: bool) -> Result {
     let (first, last) = area.page_range();
     let end_byte = area.start_byte + area.length();
     let (mut run_iova, mut run_phys, mut run_len) = (0u64, 0u64, 0u64);
@@ -744,7 +745,7 @@ fn map_area(held: &Held<'_>, area: &Area, d: &DomainRef) -> Result {
         let to = end_byte.min((p + 1) * PAGE_SIZE);
         let iova = area.iova + (from - area.start_byte);
         let phys = page.phys() + from % PAGE_SIZE;
-        if run_len != 0 && run_iova + run_len == iova && run_phys + run_len == phys {
+        if large && run_len != 0 && run_iova + run_len == iova && run_phys + run_len == phys {
             run_len += to - from;
             continue;
         }

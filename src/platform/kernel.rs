@@ -991,7 +991,7 @@ pub struct LeafMutex<T> {
     m: Pin<KBox<kernel::sync::Mutex<T>>>,
 }
 
-impl<T> LeafMutex<T> {
+impl<T: Unpin> LeafMutex<T> {
     /// A new mutex around `v` (`ENOMEM`).
     pub fn new(v: T) -> Result<Self> {
         Ok(Self {

@@ -29,6 +29,53 @@
 #include <linux/slab.h>
 #include <linux/wait.h>
 
+/* Prototypes of the functions Rust calls (bindings live in platform/kernel.rs). */
+struct iommufd_rs_source;
+struct iommufd_rs_source *iommufd_rs_source_user(unsigned long base,
+						 bool writable);
+int iommufd_rs_source_file(int fd, u64 start, u64 length, bool writable,
+			   struct iommufd_rs_source **out);
+void iommufd_rs_source_free(struct iommufd_rs_source *src);
+void iommufd_rs_source_set_mm_mode(struct iommufd_rs_source *src);
+bool iommufd_rs_source_is_file(const struct iommufd_rs_source *src);
+void *iommufd_rs_source_dmabuf(const struct iommufd_rs_source *src);
+bool iommufd_rs_source_revoked(const struct iommufd_rs_source *src);
+long iommufd_rs_source_pin(struct iommufd_rs_source *src, unsigned long index,
+			   unsigned long npages, struct page **pages);
+void iommufd_rs_unpin(const struct iommufd_rs_source *src, struct page **pages,
+		      unsigned long npages);
+int iommufd_rs_source_account(struct iommufd_rs_source *src,
+			      unsigned long npages, bool inc);
+int iommufd_rs_owner_new(const struct iommufd_rs_source *src,
+			 unsigned long npages, struct iommufd_rs_source **out);
+void iommufd_rs_owner_commit(struct iommufd_rs_source *src,
+			     struct iommufd_rs_source *owner,
+			     unsigned long npages);
+void iommufd_rs_owner_abort(struct iommufd_rs_source *owner,
+			    unsigned long npages);
+unsigned long iommufd_rs_page_pfn(struct page *page);
+int iommufd_rs_user_page_info(unsigned long uaddr, u64 *pfn, int *pins);
+void iommufd_rs_page_copy(struct page *page, unsigned int offset, void *buf,
+			  unsigned int len, bool to_page);
+int iommufd_rs_access_file(void *priv, struct file **filep);
+void iommufd_rs_fd_install(int fd, struct file *file);
+void iommufd_rs_fd_abort(int fd, struct file *file);
+void *iommufd_rs_access_get(int fd, struct file **filep);
+void iommufd_rs_file_put(struct file *file);
+bool iommufd_rs_capable(int cap);
+int iommufd_rs_dmabuf_create(size_t len, unsigned int open_flags);
+int iommufd_rs_dmabuf_revoke(int fd, bool revoked, void **id);
+int iommufd_rs_event_file(u32 kind, void *priv, struct file **filep,
+			  void **wakerp);
+void iommufd_rs_event_wake(void *waker);
+void *iommufd_rs_pages_alloc(u32 order);
+void iommufd_rs_pages_free(void *va, u32 order);
+u64 iommufd_rs_virt_to_pfn(void *va);
+u64 iommufd_rs_vma_offset(struct vm_area_struct *vma);
+int iommufd_rs_vma_check(struct vm_area_struct *vma, u64 *len);
+int iommufd_rs_vma_remap(struct vm_area_struct *vma, u64 pfn, u64 len,
+			 atomic_t *users);
+
 /* The mock dma-buf exporter and importer below use the dma-buf core. */
 MODULE_IMPORT_NS("DMA_BUF");
 
@@ -765,7 +812,7 @@ void iommufd_rs_pages_free(void *va, u32 order)
 /* The page frame of a direct-map address. */
 u64 iommufd_rs_virt_to_pfn(void *va)
 {
-	return virt_to_pfn(va);
+	return page_to_pfn(virt_to_page(va));
 }
 
 /*

@@ -36,7 +36,7 @@ pub struct Fd {
 }
 
 /// Sets `size` (the first `u32` of every iommufd struct) to the struct size.
-fn with_size<T: IntoBytes + FromBytes>(mut v: T) -> T {
+pub fn with_size<T: IntoBytes + FromBytes>(mut v: T) -> T {
     let n = core::mem::size_of::<T>() as u32;
     v.as_mut_bytes()[..4].copy_from_slice(&n.to_ne_bytes());
     v
