@@ -6,11 +6,11 @@
 
 mod ioas_common;
 
+use ioas_common::*;
 use iommufd_rs::drivers::mock::pagetable::MockPageTable;
 use iommufd_rs::errno::*;
 use iommufd_rs::hw_pagetable::eventq::{EventFile, FaultGroup, FaultQueue, VeventQueue};
 use iommufd_uapi::*;
-use ioas_common::*;
 use proptest::prelude::*;
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -52,7 +52,14 @@ fn selftest_data(iotlb: u32, pt: u32) -> IommuHwptSelftest {
     }
 }
 
-fn invalidate(f: &Fd, id: u32, ty: u32, entry_len: u32, entries: &[u8], num: u32) -> (Result<isize>, u32) {
+fn invalidate(
+    f: &Fd,
+    id: u32,
+    ty: u32,
+    entry_len: u32,
+    entries: &[u8],
+    num: u32,
+) -> (Result<isize>, u32) {
     f.mem.poke(DATA, entries);
     let mut c = with_size(IommuHwptInvalidate {
         hwpt_id: id,
@@ -68,7 +75,9 @@ fn invalidate(f: &Fd, id: u32, ty: u32, entry_len: u32, entries: &[u8], num: u32
 
 fn check_iotlb(f: &Fd, hwpt: u32, id: u32, v: u32) -> Result {
     let p = TestCheckIotlb { id, iotlb: v };
-    f.test_cmd(IOMMU_TEST_OP_MD_CHECK_IOTLB, hwpt, &p).0.map(drop)
+    f.test_cmd(IOMMU_TEST_OP_MD_CHECK_IOTLB, hwpt, &p)
+        .0
+        .map(drop)
 }
 
 fn mock_domain_flags(f: &Fd, pt: u32, flags: u32) -> Result<(u32, u32, u32)> {
@@ -93,50 +102,108 @@ fn nested_hwpt_alloc_and_invalidate_array() {
     let plain = hwpt_alloc(&f, dev, ioas, 0, None).unwrap();
     // The ABI's argument rules, in upstream's order.
     assert_eq!(hwpt_alloc(&f, dev, parent, 0, Some((0, d))), Err(EINVAL));
-    assert_eq!(hwpt_alloc(&f, dev, parent, 0, Some((IOMMU_HWPT_DATA_SELFTEST + 1, d))), Err(EOPNOTSUPP));
-    assert_eq!(hwpt_alloc(&f, dev, parent, 0, Some((IOMMU_HWPT_DATA_SELFTEST, &d[..3]))), Err(EINVAL));
-    assert_eq!(hwpt_alloc(&f, dev, plain, 0, Some((IOMMU_HWPT_DATA_SELFTEST, d))), Err(EINVAL));
     assert_eq!(
-        hwpt_alloc(&f, dev, parent, IOMMU_HWPT_ALLOC_NEST_PARENT, Some((IOMMU_HWPT_DATA_SELFTEST, d))),
+        hwpt_alloc(&f, dev, parent, 0, Some((IOMMU_HWPT_DATA_SELFTEST + 1, d))),
         Err(EOPNOTSUPP)
     );
     assert_eq!(
-        hwpt_alloc(&f, dev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_FAULT_ID_VALID, None),
+        hwpt_alloc(
+            &f,
+            dev,
+            parent,
+            0,
+            Some((IOMMU_HWPT_DATA_SELFTEST, &d[..3]))
+        ),
+        Err(EINVAL)
+    );
+    assert_eq!(
+        hwpt_alloc(&f, dev, plain, 0, Some((IOMMU_HWPT_DATA_SELFTEST, d))),
+        Err(EINVAL)
+    );
+    assert_eq!(
+        hwpt_alloc(
+            &f,
+            dev,
+            parent,
+            IOMMU_HWPT_ALLOC_NEST_PARENT,
+            Some((IOMMU_HWPT_DATA_SELFTEST, d))
+        ),
+        Err(EOPNOTSUPP)
+    );
+    assert_eq!(
+        hwpt_alloc(
+            &f,
+            dev,
+            ioas,
+            IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_FAULT_ID_VALID,
+            None
+        ),
         Err(EOPNOTSUPP)
     );
     let nested = hwpt_alloc(&f, dev, parent, 0, Some((IOMMU_HWPT_DATA_SELFTEST, d))).unwrap();
-    assert_eq!(hwpt_alloc(&f, dev, nested, 0, Some((IOMMU_HWPT_DATA_SELFTEST, d))), Err(EINVAL));
+    assert_eq!(
+        hwpt_alloc(&f, dev, nested, 0, Some((IOMMU_HWPT_DATA_SELFTEST, d))),
+        Err(EINVAL)
+    );
     assert_eq!(f.destroy(parent), Err(EBUSY));
     for i in 0..4 {
         check_iotlb(&f, nested, i, IOMMU_TEST_IOTLB_DEFAULT).unwrap();
     }
     // Partial progress is reported: the second entry has unknown flags.
     let reqs = [
-        IommuHwptInvalidateSelftest { flags: 0, iotlb_id: 0 },
-        IommuHwptInvalidateSelftest { flags: 0xffff_ffff, iotlb_id: 1 },
+        IommuHwptInvalidateSelftest {
+            flags: 0,
+            iotlb_id: 0,
+        },
+        IommuHwptInvalidateSelftest {
+            flags: 0xffff_ffff,
+            iotlb_id: 1,
+        },
     ];
     let ty = IOMMU_HWPT_INVALIDATE_DATA_SELFTEST;
-    assert_eq!(invalidate(&f, nested, ty, 8, reqs.as_bytes(), 2), (Err(EOPNOTSUPP), 1));
+    assert_eq!(
+        invalidate(&f, nested, ty, 8, reqs.as_bytes(), 2),
+        (Err(EOPNOTSUPP), 1)
+    );
     check_iotlb(&f, nested, 0, 0).unwrap();
     check_iotlb(&f, nested, 1, IOMMU_TEST_IOTLB_DEFAULT).unwrap();
     assert_eq!(check_iotlb(&f, nested, 1, 0), Err(EINVAL));
     // Bounds, sizes and types.
-    assert_eq!(invalidate(&f, nested, ty, 9, reqs.as_bytes(), 1), (Err(EINVAL), 0));
-    assert_eq!(invalidate(&f, nested, ty, 8, reqs.as_bytes(), (1 << 19) + 1), (Err(EINVAL), 0));
-    assert_eq!(invalidate(&f, nested, ty + 1, 8, reqs.as_bytes(), 1), (Err(EINVAL), 0));
-    assert_eq!(invalidate(&f, parent, ty, 8, reqs.as_bytes(), 1), (Err(EINVAL), 0));
+    assert_eq!(
+        invalidate(&f, nested, ty, 9, reqs.as_bytes(), 1),
+        (Err(EINVAL), 0)
+    );
+    assert_eq!(
+        invalidate(&f, nested, ty, 8, reqs.as_bytes(), (1 << 19) + 1),
+        (Err(EINVAL), 0)
+    );
+    assert_eq!(
+        invalidate(&f, nested, ty + 1, 8, reqs.as_bytes(), 1),
+        (Err(EINVAL), 0)
+    );
+    assert_eq!(
+        invalidate(&f, parent, ty, 8, reqs.as_bytes(), 1),
+        (Err(EINVAL), 0)
+    );
     assert_eq!(invalidate(&f, nested, ty, 8, &[], 0), (Ok(0), 0));
-    let all = [IommuHwptInvalidateSelftest { flags: IOMMU_TEST_INVALIDATE_FLAG_ALL, iotlb_id: 0 }];
+    let all = [IommuHwptInvalidateSelftest {
+        flags: IOMMU_TEST_INVALIDATE_FLAG_ALL,
+        iotlb_id: 0,
+    }];
     assert_eq!(invalidate(&f, nested, ty, 8, all.as_bytes(), 1), (Ok(0), 1));
     for i in 0..4 {
         check_iotlb(&f, nested, i, 0).unwrap();
     }
     // Attached HWPTs are busy; the parent goes once the nested one did.
-    let mut r = TestMockDomainReplace { pt_id: nested, __pad: 0 };
-    f.test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev, &r).0.unwrap();
+    let mut r = TestMockDomainReplace { pt_id: nested };
+    f.test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev, &r)
+        .0
+        .unwrap();
     assert_eq!(f.destroy(nested), Err(EBUSY));
     r.pt_id = ioas;
-    f.test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev, &r).0.unwrap();
+    f.test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev, &r)
+        .0
+        .unwrap();
     f.destroy(nested).unwrap();
     f.destroy(parent).unwrap();
     f.destroy(plain).unwrap();
@@ -144,7 +211,11 @@ fn nested_hwpt_alloc_and_invalidate_array() {
 
 fn set_tracking(f: &Fd, hwpt: u32, on: bool) -> Result {
     let mut c = with_size(IommuHwptSetDirtyTracking {
-        flags: if on { IOMMU_HWPT_DIRTY_TRACKING_ENABLE } else { 0 },
+        flags: if on {
+            IOMMU_HWPT_DIRTY_TRACKING_ENABLE
+        } else {
+            0
+        },
         hwpt_id: hwpt,
         ..Default::default()
     });
@@ -196,10 +267,15 @@ fn dirty_bitmap_reports_whole_leaves() {
         }
         let (_, _, dev) = f.mock_domain(ioas).unwrap();
         let len = 64 * 1024;
-        // Fake frames are contiguous: with huge pages, one 64 KiB leaf.
-        f.map_fixed(ioas, BUF, len, A0).unwrap();
+        // Fake frames are contiguous (frame = 1 + page index): from
+        // BUF - PS they are 64 KiB aligned, so huge pages give one leaf.
+        f.map_fixed(ioas, BUF - PS, len, A0).unwrap();
         let hwpt = hwpt_alloc(&f, dev, ioas, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, None).unwrap();
-        assert_eq!(mark_dirty(&f, hwpt, A0, len, &[1]), Err(EINVAL), "tracking is off");
+        assert_eq!(
+            mark_dirty(&f, hwpt, A0, len, &[1]),
+            Err(EINVAL),
+            "tracking is off"
+        );
         set_tracking(&f, hwpt, true).unwrap();
         // Dirty the 2 KiB page 4 (inside the second 4 KiB page).
         assert_eq!(mark_dirty(&f, hwpt, A0, len, &[0x10]), Ok(1));
@@ -208,9 +284,18 @@ fn dirty_bitmap_reports_whole_leaves() {
         // An unaligned bitmap, with NO_CLEAR first.
         let at = DATA + 0x1001;
         let flags = IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR;
-        assert_eq!(bits(&read_bitmap(&f, hwpt, A0, len, at, flags).unwrap(), n), want);
-        assert_eq!(bits(&read_bitmap(&f, hwpt, A0, len, at, 0).unwrap(), n), want);
-        assert_eq!(bits(&read_bitmap(&f, hwpt, A0, len, at, 0).unwrap(), n), vec![false; n]);
+        assert_eq!(
+            bits(&read_bitmap(&f, hwpt, A0, len, at, flags).unwrap(), n),
+            want
+        );
+        assert_eq!(
+            bits(&read_bitmap(&f, hwpt, A0, len, at, 0).unwrap(), n),
+            want
+        );
+        assert_eq!(
+            bits(&read_bitmap(&f, hwpt, A0, len, at, 0).unwrap(), n),
+            vec![false; n]
+        );
         // A hole in the mappings, misaligned ranges and a HWPT without
         // dirty support are refused.
         assert_eq!(read_bitmap(&f, hwpt, A0, 2 * len, at, 0), Err(EINVAL));
@@ -221,7 +306,10 @@ fn dirty_bitmap_reports_whole_leaves() {
         // Enabling again starts from a clean snapshot.
         mark_dirty(&f, hwpt, A0, len, &[0xff]).unwrap();
         set_tracking(&f, hwpt, true).unwrap();
-        assert_eq!(bits(&read_bitmap(&f, hwpt, A0, len, at, 0).unwrap(), n), vec![false; n]);
+        assert_eq!(
+            bits(&read_bitmap(&f, hwpt, A0, len, at, 0).unwrap(), n),
+            vec![false; n]
+        );
     }
 }
 
@@ -230,10 +318,16 @@ fn dirty_needs_capable_devices() {
     let f = fd();
     let ioas = f.ioas();
     let (_, _, dev) = mock_domain_flags(&f, ioas, MOCK_FLAGS_DEVICE_NO_DIRTY).unwrap();
-    assert_eq!(hwpt_alloc(&f, dev, ioas, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, None), Err(EOPNOTSUPP));
+    assert_eq!(
+        hwpt_alloc(&f, dev, ioas, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, None),
+        Err(EOPNOTSUPP)
+    );
     let (_, _, dev2) = f.mock_domain(ioas).unwrap();
     let hwpt = hwpt_alloc(&f, dev2, ioas, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, None).unwrap();
-    assert_eq!(mock_domain_flags(&f, hwpt, MOCK_FLAGS_DEVICE_NO_DIRTY).map(drop), Err(EINVAL));
+    assert_eq!(
+        mock_domain_flags(&f, hwpt, MOCK_FLAGS_DEVICE_NO_DIRTY).map(drop),
+        Err(EINVAL)
+    );
     f.mock_domain(hwpt).unwrap();
 }
 
@@ -265,23 +359,48 @@ fn vdevice_rules_and_tombstone() {
     let ioas = f.ioas();
     let (stdev, _, dev) = f.mock_domain(ioas).unwrap();
     let plain = hwpt_alloc(&f, dev, ioas, 0, None).unwrap();
-    assert_eq!(viommu_alloc(&f, dev, plain), Err(EINVAL), "not a nesting parent");
+    assert_eq!(
+        viommu_alloc(&f, dev, plain),
+        Err(EINVAL),
+        "not a nesting parent"
+    );
     let parent = hwpt_alloc(&f, dev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, None).unwrap();
     let viommu = viommu_alloc(&f, dev, parent).unwrap();
     assert_eq!(f.destroy(parent), Err(EBUSY));
     let data = selftest_data(IOMMU_TEST_IOTLB_DEFAULT, 0);
-    let nested = hwpt_alloc(&f, dev, viommu, 0, Some((IOMMU_HWPT_DATA_SELFTEST, data.as_bytes()))).unwrap();
+    let nested = hwpt_alloc(
+        &f,
+        dev,
+        viommu,
+        0,
+        Some((IOMMU_HWPT_DATA_SELFTEST, data.as_bytes())),
+    )
+    .unwrap();
     // A vIOMMU's nested HWPT needs the device's vDEVICE first.
-    let r = TestMockDomainReplace { pt_id: nested, __pad: 0 };
-    assert_eq!(f.test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev, &r).0, Err(ENOENT));
+    let r = TestMockDomainReplace { pt_id: nested };
+    assert_eq!(
+        f.test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev, &r).0,
+        Err(ENOENT)
+    );
     let vdev = vdevice_alloc(&f, viommu, dev, 0x99).unwrap();
-    assert_eq!(vdevice_alloc(&f, viommu, dev, 0x98), Err(EEXIST), "one per device");
-    f.test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev, &r).0.unwrap();
+    assert_eq!(
+        vdevice_alloc(&f, viommu, dev, 0x98),
+        Err(EEXIST),
+        "one per device"
+    );
+    f.test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev, &r)
+        .0
+        .unwrap();
     // Unbinding the device takes the vDEVICE down; its ID stays dead.
     f.destroy(stdev).unwrap();
     assert_eq!(f.destroy(vdev), Err(ENOENT));
-    let next = f.ioas_alloc().unwrap();
-    assert!(next > vdev && next != vdev);
+    for _ in 0..4 {
+        assert_ne!(
+            f.ioas_alloc().unwrap(),
+            vdev,
+            "a tombstoned ID is not reused"
+        );
+    }
     f.destroy(nested).unwrap();
     f.destroy(viommu).unwrap();
     f.destroy(parent).unwrap();
@@ -299,25 +418,43 @@ fn pasid_attach_rules() {
         f.test_cmd(op, stdev, &p).0.map(drop)
     };
     let check = |pasid: u32, hwpt: u32| {
-        let p = TestPasidCheck { pasid, hwpt_id: hwpt };
-        f.test_cmd(IOMMU_TEST_OP_PASID_CHECK_HWPT, stdev, &p).0.map(drop)
+        let p = TestPasidCheck {
+            pasid,
+            hwpt_id: hwpt,
+        };
+        f.test_cmd(IOMMU_TEST_OP_PASID_CHECK_HWPT, stdev, &p)
+            .0
+            .map(drop)
     };
     // The RID is on a non-PASID-compatible (automatic) domain.
     assert_eq!(attach(IOMMU_TEST_OP_PASID_ATTACH, 100, s2), Err(EINVAL));
-    let r = TestMockDomainReplace { pt_id: s2, __pad: 0 };
-    f.test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev, &r).0.unwrap();
+    let r = TestMockDomainReplace { pt_id: s2 };
+    f.test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev, &r)
+        .0
+        .unwrap();
     assert_eq!(attach(IOMMU_TEST_OP_PASID_ATTACH, 100, parent), Err(EINVAL));
     assert_eq!(attach(IOMMU_TEST_OP_PASID_ATTACH, 100, ioas), Err(EINVAL));
     attach(IOMMU_TEST_OP_PASID_ATTACH, 100, s2).unwrap();
     check(100, s2).unwrap();
     assert_eq!(attach(IOMMU_TEST_OP_PASID_ATTACH, 100, s2), Err(EBUSY));
-    assert_eq!(attach(IOMMU_TEST_OP_PASID_ATTACH, 1 << 20, s2), Err(EINVAL), "past max_pasid_log2");
+    assert_eq!(
+        attach(IOMMU_TEST_OP_PASID_ATTACH, 1 << 20, s2),
+        Err(EINVAL),
+        "past max_pasid_log2"
+    );
     // With a PASID attached, the RID needs PASID-compatible domains.
-    let r2 = TestMockDomainReplace { pt_id: parent, __pad: 0 };
-    assert_eq!(f.test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev, &r2).0, Err(EINVAL));
+    let r2 = TestMockDomainReplace { pt_id: parent };
+    assert_eq!(
+        f.test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev, &r2).0,
+        Err(EINVAL)
+    );
     attach(IOMMU_TEST_OP_PASID_DETACH, 100, 0).unwrap();
     check(100, 0).unwrap();
-    assert_eq!(attach(IOMMU_TEST_OP_PASID_REPLACE, 200, s2), Err(EINVAL), "not attached");
+    assert_eq!(
+        attach(IOMMU_TEST_OP_PASID_REPLACE, 200, s2),
+        Err(EINVAL),
+        "not attached"
+    );
     // The mock fails the second attach of PASID 1024: replace rolls back.
     let s2b = hwpt_alloc(&f, dev, ioas, IOMMU_HWPT_ALLOC_PASID, None).unwrap();
     attach(IOMMU_TEST_OP_PASID_ATTACH, 1024, s2).unwrap();
@@ -356,8 +493,10 @@ fn fault_fd_delivers_and_takes_responses() {
     let iopf = c.out_hwpt_id;
     // The fd holds the FAULT object.
     assert_eq!(f.destroy(fa.out_fault_id), Err(EBUSY));
-    let r = TestMockDomainReplace { pt_id: iopf, __pad: 0 };
-    f.test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev, &r).0.unwrap();
+    let r = TestMockDomainReplace { pt_id: iopf };
+    f.test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev, &r)
+        .0
+        .unwrap();
     let trig = TestTriggerIopf {
         dev_id: dev,
         pasid: 1,
@@ -371,20 +510,38 @@ fn fault_fd_delivers_and_takes_responses() {
     assert_eq!(file_read(&ef, &f.mem, DATA, 39), Err(ESPIPE));
     assert_eq!(file_read(&ef, &f.mem, DATA, 40), Ok(40));
     let rec = IommuHwptPgfault::read_from_bytes(&f.mem.peek(DATA, 40)).unwrap();
-    assert_eq!((rec.dev_id, rec.pasid, rec.grpid, rec.addr), (dev, 1, 2, 0xdead_b000));
-    assert_eq!(rec.flags, IOMMU_PGFAULT_FLAGS_LAST_PAGE | IOMMU_PGFAULT_FLAGS_PASID_VALID);
+    assert_eq!(
+        (rec.dev_id, rec.pasid, rec.grpid, rec.addr),
+        (dev, 1, 2, 0xdead_b000)
+    );
+    assert_eq!(
+        rec.flags,
+        IOMMU_PGFAULT_FLAGS_LAST_PAGE | IOMMU_PGFAULT_FLAGS_PASID_VALID
+    );
     assert_eq!(file_read(&ef, &f.mem, DATA, 40), Ok(0), "nothing more");
-    let bad = IommuHwptPageResponse { cookie: rec.cookie + 1, code: 0 };
+    let bad = IommuHwptPageResponse {
+        cookie: rec.cookie + 1,
+        code: 0,
+    };
     f.mem.poke(DATA, bad.as_bytes());
     assert_eq!(file_write(&ef, &f.mem, DATA, 8), Err(EINVAL));
-    let good = IommuHwptPageResponse { cookie: rec.cookie, code: IOMMUFD_PAGE_RESP_SUCCESS };
+    let good = IommuHwptPageResponse {
+        cookie: rec.cookie,
+        code: IOMMUFD_PAGE_RESP_SUCCESS,
+    };
     f.mem.poke(DATA, good.as_bytes());
     assert_eq!(file_write(&ef, &f.mem, DATA, 8), Ok(8));
-    assert_eq!(file_write(&ef, &f.mem, DATA, 8), Err(EINVAL), "answered once");
+    assert_eq!(
+        file_write(&ef, &f.mem, DATA, 8),
+        Err(EINVAL),
+        "answered once"
+    );
     // A pending request is answered for us when the device moves away.
     f.test_cmd(IOMMU_TEST_OP_TRIGGER_IOPF, 0, &trig).0.unwrap();
-    let r = TestMockDomainReplace { pt_id: ioas, __pad: 0 };
-    f.test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev, &r).0.unwrap();
+    let r = TestMockDomainReplace { pt_id: ioas };
+    f.test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev, &r)
+        .0
+        .unwrap();
     assert_eq!(file_read(&ef, &f.mem, DATA, 40), Ok(0));
 }
 
@@ -425,9 +582,22 @@ fn fault_queue_read_write_protocol() {
     assert!(!q.readable(), "and its unread one dropped");
     let resp = |c: u32, code: u32| IommuHwptPageResponse { cookie: c, code };
     let r = resp(cookies[1], 7);
-    assert_eq!(q.write(8, |_, b| { b.copy_from_slice(r.as_bytes()); Ok(()) }), Err(EINVAL), "bad code");
+    assert_eq!(
+        q.write(8, |_, b| {
+            b.copy_from_slice(r.as_bytes());
+            Ok(())
+        }),
+        Err(EINVAL),
+        "bad code"
+    );
     let r = resp(cookies[1], IOMMUFD_PAGE_RESP_INVALID);
-    assert_eq!(q.write(8, |_, b| { b.copy_from_slice(r.as_bytes()); Ok(()) }), Ok(8));
+    assert_eq!(
+        q.write(8, |_, b| {
+            b.copy_from_slice(r.as_bytes());
+            Ok(())
+        }),
+        Ok(8)
+    );
     assert_eq!(q.pending_responses(), 0);
     assert_eq!(q.write(12, |_, _| Ok(())), Err(ESPIPE));
 }
@@ -571,7 +741,9 @@ proptest! {
         let before = pt.iova_to_phys(i0 + l0 - 1);
         prop_assert_eq!(pt.unmap(i0, min).unwrap(), min);
         prop_assert_eq!(pt.iova_to_phys(i0), None);
-        prop_assert_eq!(pt.iova_to_phys(i0 + l0 - 1), before);
+        if l0 > min {
+            prop_assert_eq!(pt.iova_to_phys(i0 + l0 - 1), before);
+        }
         prop_assert_eq!(pt.mapped_bytes(), end - base - min);
     }
 }

@@ -236,6 +236,22 @@ fn unjoin(cx: &Cx<'_>, dev: &Device, pasid: u32, blocked: bool) -> Result<Option
     Ok(holder)
 }
 
+/// Puts `holder` back as the HWPT of `dev` (RID or `pasid`) after a failed
+/// replace, without asking the driver again.
+fn restore(cx: &Cx<'_>, dev: &Device, pasid: u32, holder: Option<Holder>) -> Result {
+    let Some(h) = holder else {
+        return Ok(());
+    };
+    if pasid == NO_PASID {
+        let mut g = dev.group.st.get(cx.held)?;
+        g.0 = Some(h.object().clone());
+        g.1 += 1;
+        *dev.attached.get(cx.held)? = Some(h);
+        return Ok(());
+    }
+    dev.pasids.get(cx.held)?.try_push((pasid, h))
+}
+
 /// Lets go of a HWPT a device used; an automatic one nobody uses any more
 /// is destroyed (`EBUSY` from the table means it is still in use).
 fn put_hwpt(cx: &Cx<'_>, holder: Holder) {
@@ -308,8 +324,9 @@ pub fn replace(cx: &Cx<'_>, dev: &Device, pasid: u32, pt_id: u32) -> Result<u32>
     // succeeded; on failure the device goes back to it.
     let old_holder = unjoin(cx, dev, pasid, false)?;
     if let Err(e) = join(cx, dev, &hwpt, pasid) {
-        let back = join(cx, dev, &old, pasid);
-        drop(old_holder);
+        // The driver keeps the old translation when a replace fails, so
+        // only our bookkeeping goes back.
+        let back = restore(cx, dev, pasid, old_holder);
         if let Some(n) = new {
             hwpt_abort(cx, n);
         }
