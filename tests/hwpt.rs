@@ -704,7 +704,7 @@ proptest! {
         let mut iova = 1u64 << 24;
         let mut calls = Vec::new();
         for (align, n) in chunks {
-            let len = n * min << align;
+            let len = (n * min) << align;
             let phys = (iova ^ (1 << 40)) + (align << 30);
             pt.map(iova, phys, len, 3).unwrap();
             calls.push((iova, len));
