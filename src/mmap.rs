@@ -61,7 +61,15 @@ impl MmapTable {
         Ok(off)
     }
 
-    /// Makes `pages` mappable at `offset` on behalf of `owner`.
+    /// Makes room for one more region, so that [`Self::register`] cannot
+    /// fail once the owner is complete (it must be the last step before
+    /// publishing: a region can be mapped as soon as it is registered).
+    pub fn reserve(&self) -> Result {
+        self.inner.lock().regions.try_reserve_for(1)
+    }
+
+    /// Makes `pages` mappable at `offset` on behalf of `owner` (after
+    /// [`Self::reserve`], without allocating).
     pub fn register(&self, offset: u64, pages: &MmapPages, owner: &Arc<Object>) -> Result {
         let mut g = self.inner.lock();
         g.regions.try_push(Region {

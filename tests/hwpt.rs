@@ -536,6 +536,28 @@ fn fault_fd_delivers_and_takes_responses() {
         Err(EINVAL),
         "answered once"
     );
+    // A failed replace keeps the device (and its pending requests) where
+    // they were: a vIOMMU's nested HWPT needs a vDEVICE first.
+    f.test_cmd(IOMMU_TEST_OP_TRIGGER_IOPF, 0, &trig).0.unwrap();
+    let viommu = viommu_alloc(&f, dev, parent).unwrap();
+    let vnested = hwpt_alloc(
+        &f,
+        dev,
+        viommu,
+        0,
+        Some((IOMMU_HWPT_DATA_SELFTEST, data.as_bytes())),
+    )
+    .unwrap();
+    let r = TestMockDomainReplace { pt_id: vnested };
+    assert_eq!(
+        f.test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev, &r).0,
+        Err(ENOENT)
+    );
+    assert_eq!(
+        file_read(&ef, &f.mem, DATA, 40),
+        Ok(40),
+        "still pending after a failed replace"
+    );
     // A pending request is answered for us when the device moves away.
     f.test_cmd(IOMMU_TEST_OP_TRIGGER_IOPF, 0, &trig).0.unwrap();
     let r = TestMockDomainReplace { pt_id: ioas };

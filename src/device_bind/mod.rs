@@ -200,9 +200,8 @@ fn join(cx: &Cx<'_>, dev: &Device, hwpt_obj: &Arc<Object>, pasid: u32) -> Result
     l.try_push((pasid, hwpt_obj.hold()))
 }
 
-/// Takes `dev` (or its `pasid`) out of its HWPT, answering the page
-/// requests still pending through it; the returned reference keeps the
-/// HWPT alive until the caller lets go. `blocked`: a detach (the driver
+/// Takes `dev` (or its `pasid`) out of its HWPT; the returned reference
+/// keeps the HWPT alive until the caller lets go. `blocked`: a detach (the driver
 /// sees the blocking domain) rather than the first half of a replace.
 fn unjoin(cx: &Cx<'_>, dev: &Device, pasid: u32, blocked: bool) -> Result<Option<Holder>> {
     let holder = if pasid == NO_PASID {
@@ -228,12 +227,19 @@ fn unjoin(cx: &Cx<'_>, dev: &Device, pasid: u32, blocked: bool) -> Result<Option
         }
         h
     };
-    if let Some(f) = holder.as_ref().and_then(|h| Hwpt::of(h.object())?.fault()) {
+    Ok(holder)
+}
+
+/// Answers (INVALID) the page requests still pending through the
+/// attachment of `dev`/`pasid` to the HWPT of `holder`, once that
+/// attachment is really gone (after a detach or a successful replace).
+fn auto_respond(cx: &Cx<'_>, dev: &Device, pasid: u32, holder: &Holder) -> Result {
+    if let Some(f) = Hwpt::of(holder.object()).and_then(|h| h.fault()) {
         if let Some(fault) = crate::payload!(f, Fault) {
             fault.q.get(cx.held)?.auto_respond(dev.id, pasid);
         }
     }
-    Ok(holder)
+    Ok(())
 }
 
 /// Puts `holder` back as the HWPT of `dev` (RID or `pasid`) after a failed
@@ -337,6 +343,7 @@ pub fn replace(cx: &Cx<'_>, dev: &Device, pasid: u32, pt_id: u32) -> Result<u32>
         n.publish();
     }
     if let Some(h) = old_holder {
+        auto_respond(cx, dev, pasid, &h)?;
         put_hwpt(cx, h);
     }
     Ok(hwpt.id())
@@ -345,7 +352,9 @@ pub fn replace(cx: &Cx<'_>, dev: &Device, pasid: u32, pt_id: u32) -> Result<u32>
 /// Detaches `dev` (RID or `pasid`) from its HWPT; nothing attached is fine.
 pub fn detach(cx: &Cx<'_>, dev: &Device, pasid: u32) -> Result {
     if let Some(h) = unjoin(cx, dev, pasid, true)? {
+        let res = auto_respond(cx, dev, pasid, &h);
         put_hwpt(cx, h);
+        res?;
     }
     Ok(())
 }

@@ -94,8 +94,9 @@ impl FaultQueue {
         Ok(done)
     }
 
-    /// The lowest cookie not awaiting a response (upstream allocates them
-    /// from an xarray, lowest first).
+    /// A cookie not awaiting a response: the next free one after the last
+    /// handed out (upstream takes the lowest free; both are unique among
+    /// pending groups, which is all userspace may rely on).
     fn free_cookie(&mut self) -> u32 {
         let mut c = self.next_cookie;
         while self.response.iter().any(|(k, _)| *k == c) {

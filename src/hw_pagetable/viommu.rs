@@ -119,21 +119,21 @@ pub(crate) fn viommu_alloc(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
         mmap,
     }))?;
     let obj = new.object().cloned().ok_or(EINVAL)?;
-    let res = (|| {
-        if let Some(off) = mmap_off {
-            let v = crate::payload!(obj, Viommu).ok_or(EINVAL)?;
-            let (pages, _) = v.mmap.as_ref().ok_or(EINVAL)?;
-            cx.ictx.mmaps().register(off, pages, &obj)?;
-        }
-        if let Some(reply) = reply {
-            crate::drivers::mock::nested::viommu_reply(ucmd, &cmd, &reply)?;
-        }
-        cmd.out_viommu_id = new.id();
-        ucmd.respond(&cmd)
-    })();
-    if let Err(e) = res {
-        viommu_destroy(cx, &obj);
-        return Err(e);
+    // The region is registered last: once registered it can be mapped
+    // (outside the context lock), and a mapped vIOMMU must not be freed by
+    // an error path.
+    if mmap_off.is_some() {
+        cx.ictx.mmaps().reserve()?;
+    }
+    if let Some(reply) = reply {
+        crate::drivers::mock::nested::viommu_reply(ucmd, &cmd, &reply)?;
+    }
+    cmd.out_viommu_id = new.id();
+    ucmd.respond(&cmd)?;
+    if let Some(off) = mmap_off {
+        let v = crate::payload!(obj, Viommu).ok_or(EINVAL)?;
+        let (pages, _) = v.mmap.as_ref().ok_or(EINVAL)?;
+        cx.ictx.mmaps().register(off, pages, &obj)?;
     }
     new.publish();
     Ok(())
@@ -203,9 +203,8 @@ pub fn vdevice_force_destroy(cx: &Cx<'_>, dev_obj: &Arc<Object>) -> Result {
     let Some(vobj) = dev.vdev(cx.held)? else {
         return Ok(());
     };
-    if let Ok(o) = cx.ictx.objects().tombstone(&vobj) {
-        vdevice_destroy(cx, &o);
-    }
+    let o = cx.ictx.objects().tombstone(&vobj)?;
+    vdevice_destroy(cx, &o);
     Ok(())
 }
 

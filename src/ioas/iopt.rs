@@ -650,6 +650,10 @@ impl Iopt {
         if new_start & (align - 1) != 0 || (a.start_byte_of(new_start)) & (align - 1) != 0 {
             return Err(EINVAL);
         }
+        if a.num_locks != 0 {
+            // A HW queue's lock covers the area as a whole.
+            return Err(EBUSY);
+        }
         if a.num_accesses != 0 || (a.filled && !self.disable_large_pages) {
             return Err(EINVAL);
         }

@@ -247,10 +247,11 @@ pub fn selftest_destroy(cx: &Cx<'_>, obj: &Arc<Object>) -> Result {
         return Ok(());
     };
     let dev_obj = holder.object().clone();
+    // The vDEVICE goes first (its tombstone is the one allocation here).
+    crate::hw_pagetable::viommu::vdevice_force_destroy(cx, &dev_obj)?;
     if let Some(dev) = crate::payload!(dev_obj, Device) {
         device_bind::detach_all(cx, dev)?;
     }
-    crate::hw_pagetable::viommu::vdevice_force_destroy(cx, &dev_obj)?;
     drop(holder);
     let removed = cx.ictx.objects().remove(dev_obj.id())?;
     crate::ucmd::destroy_object(cx, &removed);
