@@ -86,12 +86,12 @@ impl MiscDevice for IommufdFile {
         // SAFETY: as above.
         let offset = unsafe { iommufd_rs_vma_offset(raw) };
         let t = ictx.mmaps().lookup(offset, len).map_err(to_error)?;
+        // `lookup` took the `users` reference the VMA now owns. The counter
+        // outlives the VMA: its object cannot be destroyed while `users` is
+        // raised, and the context (which frees objects at release) lives
+        // while any VMA of this file exists.
         let users = t.owner.users_counter().as_ptr().cast();
-        // SAFETY: `raw` is being set up; `lookup` took the `users`
-        // reference the VMA now owns. The counter outlives the VMA: its
-        // object cannot be destroyed while `users` is raised, and the
-        // context (which frees objects at release) lives while any VMA of
-        // this file exists.
+        // SAFETY: `raw` is being set up; `users` outlives it (see above).
         let rc = unsafe { iommufd_rs_vma_remap(raw, t.pfn, len, users) };
         if rc != 0 {
             return Err(Error::from_errno(rc));
@@ -124,9 +124,8 @@ fn to_error(e: crate::errno::Errno) -> Error {
 #[no_mangle]
 pub unsafe extern "C" fn iommufd_rs_access_release(priv_: *mut core::ffi::c_void) {
     // SAFETY: by the function's contract.
-    let owner = unsafe {
-        crate::platform::access_file_release::<crate::drivers::mock::StAccessFile>(priv_)
-    };
+    let owner =
+        unsafe { crate::platform::file_owner_release::<crate::drivers::mock::StAccessFile>(priv_) };
     crate::drivers::mock::access_file_released(owner);
 }
 
@@ -142,7 +141,7 @@ pub unsafe extern "C" fn iommufd_rs_event_read(
     count: usize,
 ) -> isize {
     // SAFETY: by the function's contract.
-    let ef = unsafe { crate::platform::event_file_borrow::<EventFile>(priv_) };
+    let ef = unsafe { crate::platform::file_owner_borrow::<EventFile>(priv_) };
     match eventq::file_read(&ef, &UserSpace, buf, count) {
         Ok(n) => n as isize,
         Err(e) => -(e.as_positive() as isize),
@@ -161,7 +160,7 @@ pub unsafe extern "C" fn iommufd_rs_event_write(
     count: usize,
 ) -> isize {
     // SAFETY: by the function's contract.
-    let ef = unsafe { crate::platform::event_file_borrow::<EventFile>(priv_) };
+    let ef = unsafe { crate::platform::file_owner_borrow::<EventFile>(priv_) };
     match eventq::file_write(&ef, &UserSpace, buf, count) {
         Ok(n) => n as isize,
         Err(e) => -(e.as_positive() as isize),
@@ -176,7 +175,7 @@ pub unsafe extern "C" fn iommufd_rs_event_write(
 #[no_mangle]
 pub unsafe extern "C" fn iommufd_rs_event_poll(priv_: *mut core::ffi::c_void) -> u32 {
     // SAFETY: by the function's contract.
-    let ef = unsafe { crate::platform::event_file_borrow::<EventFile>(priv_) };
+    let ef = unsafe { crate::platform::file_owner_borrow::<EventFile>(priv_) };
     eventq::file_poll(&ef)
 }
 
@@ -188,6 +187,6 @@ pub unsafe extern "C" fn iommufd_rs_event_poll(priv_: *mut core::ffi::c_void) ->
 #[no_mangle]
 pub unsafe extern "C" fn iommufd_rs_event_release(priv_: *mut core::ffi::c_void) {
     // SAFETY: by the function's contract.
-    let ef = unsafe { crate::platform::event_file_release::<EventFile>(priv_) };
+    let ef = unsafe { crate::platform::file_owner_release::<EventFile>(priv_) };
     eventq::file_released(ef);
 }

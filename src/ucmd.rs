@@ -213,6 +213,12 @@ impl Ucmd<'_> {
         self.mem.read(uaddr, out)
     }
 
+    /// `check_zeroed_user()` on `len` bytes at a user address (`E2BIG` if
+    /// any is non-zero): the tail rule of `copy_struct_from_user()`.
+    pub fn check_zeroed(&self, uaddr: u64, len: usize) -> Result {
+        check_zeroed(self.mem, uaddr, len)
+    }
+
     /// Writes bytes at a user address.
     pub fn write_at(&self, uaddr: u64, data: &[u8]) -> Result {
         self.mem.write(uaddr, data)

@@ -304,14 +304,14 @@ fn event_file(
     cx: &Cx<'_>,
     obj: &Arc<Object>,
     waker: &CtxCell<Option<Waker>>,
-    name: EventKind,
+    kind: EventKind,
 ) -> Result<NewEventFile> {
     let ef = arc_new(EventFile {
         obj: CtxCell::new(Some(obj.hold())),
         target: obj.clone(),
         ictx: cx.arc.ok_or(EINVAL)?.clone(),
     })?;
-    let f = NewEventFile::new(name as u32, ef)?;
+    let f = NewEventFile::new(kind as u32, ef)?;
     *waker.get(cx.held)? = Some(f.waker());
     Ok(f)
 }
@@ -402,8 +402,8 @@ pub fn veventq_destroy(cx: &Cx<'_>, obj: &Arc<Object>) {
     }
 }
 
-/// Raises a page fault on the HWPT `hwpt_obj` that (`dev_id`, `pasid`) is
-/// attached to (`EOPNOTSUPP` without a FAULT object).
+/// Queues page-request group `g` on FAULT object `fault_obj` and wakes its
+/// readers (`EOPNOTSUPP` if it is not one).
 pub fn report_fault(held: &Held<'_>, fault_obj: &Object, g: FaultGroup) -> Result {
     let f = crate::payload!(fault_obj, Fault).ok_or(EOPNOTSUPP)?;
     f.q.get(held)?.push(g)?;

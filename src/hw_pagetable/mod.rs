@@ -343,18 +343,7 @@ pub fn copy_user_array<T: FromBytes + IntoBytes + KnownLayout + Immutable>(
         let mut v = T::new_zeroed();
         ucmd.read_bytes(at, &mut v.as_mut_bytes()[..n])?;
         if entry_len as usize > ksize {
-            let mut rest = entry_len as usize - ksize;
-            let mut p = at + ksize as u64;
-            let mut buf = [0u8; 64];
-            while rest > 0 {
-                let k = rest.min(buf.len());
-                ucmd.read_bytes(p, &mut buf[..k])?;
-                if buf[..k].iter().any(|&b| b != 0) {
-                    return Err(crate::errno::E2BIG);
-                }
-                rest -= k;
-                p += k as u64;
-            }
+            ucmd.check_zeroed(at + ksize as u64, entry_len as usize - ksize)?;
         }
         out.try_push(v)?;
     }

@@ -16,8 +16,6 @@ use crate::ucmd::{Cx, Ucmd};
 pub struct Viommu {
     /// The nesting parent HWPT_PAGING.
     pub parent: Holder,
-    /// `IOMMU_VIOMMU_TYPE_*`.
-    pub ty: u32,
     /// Its vDEVICE objects.
     pub vdevs: CtxCell<PVec<Arc<Object>>>,
     /// Its vEVENTQ objects (one per type).
@@ -104,15 +102,10 @@ pub(crate) fn viommu_alloc(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
     if !parent.nest_parent {
         return Err(EINVAL);
     }
-    let data = crate::drivers::mock::nested::viommu_init(cx, ucmd, &cmd)?;
-    let mmap_off = data.as_ref().map(|(_, m)| m.1);
-    let (reply, mmap) = match data {
-        Some((reply, m)) => (Some(reply), Some(m)),
-        None => (None, None),
-    };
+    let (reply, mmap) = crate::drivers::mock::nested::viommu_init(cx, ucmd, &cmd)?.unzip();
+    let mmap_off = mmap.as_ref().map(|(_, off)| *off);
     let new = cx.ictx.objects().reserve(Payload::Viommu(Viommu {
         parent: r.object().hold(),
-        ty: cmd.r#type,
         vdevs: CtxCell::new(PVec::new()),
         veventqs: CtxCell::new(PVec::new()),
         hw_queues: CtxCell::new([None, None]),

@@ -392,22 +392,25 @@ pub fn capable(cap: i32) -> bool {
     unsafe { iommufd_rs_capable(cap) }
 }
 
-/// An access file under construction: an fd reserved, the file created with
-/// a leaked `Arc<T>` as its private data. Dropping it (failure) releases the
-/// fd and the file, whose release hook gets the `Arc` back.
-pub struct NewAccessFile {
+/// A file under construction: an fd reserved, the file created with a
+/// leaked `Arc` of its owner as private data. Dropping it (failure)
+/// releases the fd and the file, whose release hook gets the `Arc` back.
+struct ReservedFile {
     fd: i32,
     file: *mut RawFile,
 }
 
-impl NewAccessFile {
-    /// Creates the file for `owner`.
-    pub fn new<T: Send + Sync + 'static>(owner: Arc<T>) -> Result<Self> {
+impl ReservedFile {
+    /// Creates a file for `owner` with `create`, a shim constructor that
+    /// takes the private pointer and an out pointer for the file and
+    /// returns the fd or `-errno`.
+    fn new<T: Send + Sync + 'static>(
+        owner: Arc<T>,
+        create: impl FnOnce(*mut core::ffi::c_void, &mut *mut RawFile) -> i32,
+    ) -> Result<Self> {
         let raw = owner.into_foreign();
         let mut file = ptr::null_mut();
-        // SAFETY: `raw` is a valid private pointer for the file's lifetime;
-        // `file` is a valid out pointer.
-        let fd = unsafe { iommufd_rs_access_file(raw.cast(), &mut file) };
+        let fd = create(raw.cast(), &mut file);
         if fd < 0 {
             // SAFETY: the file was not created, so we still own `raw`.
             drop(unsafe { <Arc<T> as ForeignOwnable>::from_foreign(raw) });
@@ -416,24 +419,44 @@ impl NewAccessFile {
         Ok(Self { fd, file })
     }
 
-    /// The reserved fd number.
-    pub fn fd(&self) -> i32 {
-        self.fd
-    }
-
     /// Makes the fd visible to userspace.
-    pub fn install(self) {
+    fn install(self) {
         let this = core::mem::ManuallyDrop::new(self);
-        // SAFETY: fd and file come from `iommufd_rs_access_file`.
+        // SAFETY: fd and file come from a shim constructor (`new`).
         unsafe { iommufd_rs_fd_install(this.fd, this.file) }
     }
 }
 
-impl Drop for NewAccessFile {
+impl Drop for ReservedFile {
     fn drop(&mut self) {
-        // SAFETY: fd and file come from `iommufd_rs_access_file` and were not
-        // installed.
+        // SAFETY: fd and file come from a shim constructor and were not
+        // installed; the release hook runs later and takes the owner back.
         unsafe { iommufd_rs_fd_abort(self.fd, self.file) }
+    }
+}
+
+/// An access file under construction (see [`ReservedFile`]).
+pub struct NewAccessFile(ReservedFile);
+
+impl NewAccessFile {
+    /// Creates the file for `owner`.
+    pub fn new<T: Send + Sync + 'static>(owner: Arc<T>) -> Result<Self> {
+        ReservedFile::new(owner, |raw, file| {
+            // SAFETY: `raw` is a valid private pointer for the file's
+            // lifetime; `file` is a valid out pointer.
+            unsafe { iommufd_rs_access_file(raw, file) }
+        })
+        .map(Self)
+    }
+
+    /// The reserved fd number.
+    pub fn fd(&self) -> i32 {
+        self.0.fd
+    }
+
+    /// Makes the fd visible to userspace.
+    pub fn install(self) {
+        self.0.install()
     }
 }
 
@@ -453,13 +476,24 @@ pub fn access_file_get<T: Send + Sync + 'static>(fd: i32) -> Option<Arc<T>> {
     Some(owner)
 }
 
-/// Takes back the owner `Arc` from an access file's private data on release.
+/// Borrows the owner `Arc` of an access or event file from its private
+/// data.
 ///
 /// # Safety
 ///
-/// `raw` must be the private data of an access file created by
-/// [`NewAccessFile::new`] with the same `T`, and this is its release.
-pub unsafe fn access_file_release<T: Send + Sync + 'static>(raw: *mut core::ffi::c_void) -> Arc<T> {
+/// `raw` must be the private data of a file created by [`NewAccessFile`] or
+/// [`NewEventFile`] with the same `T`, still open.
+pub unsafe fn file_owner_borrow<T: Send + Sync + 'static>(raw: *mut core::ffi::c_void) -> Arc<T> {
+    // SAFETY: by the function's contract the `Arc` is alive.
+    unsafe { <Arc<T> as ForeignOwnable>::borrow(raw.cast()) }.into()
+}
+
+/// Takes back the owner `Arc` of an access or event file on release.
+///
+/// # Safety
+///
+/// As [`file_owner_borrow`], and this is the file's release.
+pub unsafe fn file_owner_release<T: Send + Sync + 'static>(raw: *mut core::ffi::c_void) -> Arc<T> {
     // SAFETY: by the function's contract.
     unsafe { <Arc<T> as ForeignOwnable>::from_foreign(raw.cast()) }
 }
@@ -840,30 +874,23 @@ impl Waker {
     }
 }
 
-/// An event file under construction: a FAULT or vEVENTQ fd with a leaked
-/// `Arc<T>` as private data, given back to the release hook.
+/// An event file under construction: a FAULT or vEVENTQ fd (see
+/// [`ReservedFile`]) and the waker of its wait queue.
 pub struct NewEventFile {
-    fd: i32,
-    file: *mut RawFile,
+    file: ReservedFile,
     waker: Waker,
 }
 
 impl NewEventFile {
     /// Creates the file of `kind` (see the shim) for `owner`.
     pub fn new<T: Send + Sync + 'static>(kind: u32, owner: Arc<T>) -> Result<Self> {
-        let raw = owner.into_foreign();
-        let mut file = ptr::null_mut();
         let mut waker = ptr::null_mut();
-        // SAFETY: `raw` stays valid until the release hook takes it back;
-        // the out pointers are valid.
-        let fd = unsafe { iommufd_rs_event_file(kind, raw.cast(), &mut file, &mut waker) };
-        if fd < 0 {
-            // SAFETY: no file was created, so we still own `raw`.
-            drop(unsafe { <Arc<T> as ForeignOwnable>::from_foreign(raw) });
-            return Err(from_kernel(fd));
-        }
+        let file = ReservedFile::new(owner, |raw, file| {
+            // SAFETY: `raw` stays valid until the release hook takes it
+            // back; the out pointers are valid.
+            unsafe { iommufd_rs_event_file(kind, raw, file, &mut waker) }
+        })?;
         Ok(Self {
-            fd,
             file,
             waker: Waker(waker),
         })
@@ -871,7 +898,7 @@ impl NewEventFile {
 
     /// The reserved fd number.
     pub fn fd(&self) -> i32 {
-        self.fd
+        self.file.fd
     }
 
     /// The waker of the file's wait queue.
@@ -881,39 +908,8 @@ impl NewEventFile {
 
     /// Makes the fd visible to userspace.
     pub fn install(self) {
-        let this = core::mem::ManuallyDrop::new(self);
-        // SAFETY: fd and file come from `iommufd_rs_event_file`.
-        unsafe { iommufd_rs_fd_install(this.fd, this.file) }
+        self.file.install()
     }
-}
-
-impl Drop for NewEventFile {
-    fn drop(&mut self) {
-        // SAFETY: fd and file come from `iommufd_rs_event_file` and were not
-        // installed; the release hook runs later and takes the owner back.
-        unsafe { iommufd_rs_fd_abort(self.fd, self.file) }
-    }
-}
-
-/// Borrows the owner of an event file from its private data.
-///
-/// # Safety
-///
-/// `raw` must be the private data of an event file created by
-/// [`NewEventFile::new`] with the same `T`, still open.
-pub unsafe fn event_file_borrow<T: Send + Sync + 'static>(raw: *mut core::ffi::c_void) -> Arc<T> {
-    // SAFETY: by the function's contract the `Arc` is alive.
-    unsafe { <Arc<T> as ForeignOwnable>::borrow(raw.cast()) }.into()
-}
-
-/// Takes back the owner of an event file on release.
-///
-/// # Safety
-///
-/// As [`event_file_borrow`], and this is the file's release.
-pub unsafe fn event_file_release<T: Send + Sync + 'static>(raw: *mut core::ffi::c_void) -> Arc<T> {
-    // SAFETY: by the function's contract.
-    unsafe { <Arc<T> as ForeignOwnable>::from_foreign(raw.cast()) }
 }
 
 /// Physically contiguous, zeroed kernel pages that userspace may `mmap`.

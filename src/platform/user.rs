@@ -655,14 +655,6 @@ impl MmapPages {
         }
     }
 
-    /// Reads the `u32` at byte `off` (0 out of range).
-    pub fn read_u32(&self, off: usize) -> u32 {
-        let m = self.mem.lock().unwrap_or_else(|e| e.into_inner());
-        m.get(off..off + 4)
-            .and_then(|d| d.try_into().ok())
-            .map_or(0, u32::from_ne_bytes)
-    }
-
     /// The first page frame (a fake one on the host).
     pub fn pfn(&self) -> u64 {
         0

@@ -48,6 +48,27 @@ pub fn nested_user_cfg(ucmd: &Ucmd<'_>, cmd: &IommuHwptAlloc) -> Result<u32> {
     Ok(cfg.iotlb)
 }
 
+/// The mock's invalidation entries (IOTLB and device cache alike): only
+/// `FLAG_ALL` is known (`EOPNOTSUPP`), and `id` indexes the four tags.
+fn check_tag_request(flags: u32, id: u32) -> Result {
+    if flags & !IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    if id > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX || id > MOCK_DEV_CACHE_ID_MAX {
+        return Err(EINVAL);
+    }
+    Ok(())
+}
+
+/// Zeroes tag `id`, or every tag with `FLAG_ALL` (checked request).
+fn clear_tags(tags: &mut [u32; 4], flags: u32, id: u32) {
+    if flags & IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
+        tags.fill(0);
+    } else if let Some(t) = tags.get_mut(id as usize) {
+        *t = 0;
+    }
+}
+
 /// `cache_invalidate_user` of a mock nested domain: entries zero one or
 /// all IOTLB tags; `done` counts the entries handled.
 pub fn nested_invalidate(
@@ -70,18 +91,8 @@ pub fn nested_invalidate(
             cmd.entry_len,
             size_of::<IommuHwptInvalidateSelftest>(),
         )?;
-        if inv.flags & !IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
-            return Err(EOPNOTSUPP);
-        }
-        if inv.iotlb_id > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX {
-            return Err(EINVAL);
-        }
-        let mut t = n.iotlb.get(cx.held)?;
-        if inv.flags & IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
-            t.fill(0);
-        } else {
-            t[inv.iotlb_id as usize] = 0;
-        }
+        check_tag_request(inv.flags, inv.iotlb_id)?;
+        clear_tags(&mut *n.iotlb.get(cx.held)?, inv.flags, inv.iotlb_id);
         *done += 1;
     }
     Ok(())
@@ -105,23 +116,13 @@ pub fn viommu_invalidate(
     let reqs: PVec<IommuViommuInvalidateSelftest> =
         copy_user_array(ucmd, cmd.data_uptr, cmd.entry_len, cmd.entry_num)?;
     for inv in reqs.iter() {
-        if inv.flags & !IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
-            return Err(EOPNOTSUPP);
-        }
-        if inv.cache_id > MOCK_DEV_CACHE_ID_MAX {
-            return Err(EINVAL);
-        }
+        check_tag_request(inv.flags, inv.cache_id)?;
         let vd = v
             .find_vdev(cx.held, u64::from(inv.vdev_id))?
             .ok_or(EINVAL)?;
         let vdev = crate::payload!(vd, Vdevice).ok_or(EINVAL)?;
         let dev = crate::payload!(vdev.dev.object(), Device).ok_or(EINVAL)?;
-        let mut c = dev.mock_cache.get(cx.held)?;
-        if inv.flags & IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
-            c.fill(0);
-        } else {
-            c[inv.cache_id as usize] = 0;
-        }
+        clear_tags(&mut *dev.mock_cache.get(cx.held)?, inv.flags, inv.cache_id);
         *done += 1;
     }
     Ok(())
@@ -179,12 +180,9 @@ pub fn hw_queue_init(
         None
     };
     drop(q);
-    // The mock's parent domain maps the queue's IOVA only once a device
-    // is attached; without one there is nothing to compare.
-    if let Some(pa) = parent.iova_to_phys(cx.held, cmd.nesting_parent_iova)? {
-        if pa != base_pa {
-            return Err(EINVAL);
-        }
+    // The parent mirrors the IOAS the queue's pages were pinned from.
+    if parent.iova_to_phys(cx.held, cmd.nesting_parent_iova)? != Some(base_pa) {
+        return Err(EINVAL);
     }
     Ok(prev)
 }

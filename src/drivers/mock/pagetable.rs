@@ -247,9 +247,4 @@ impl MockPageTable {
     pub fn mapped_bytes(&self) -> u64 {
         self.leaves.iter().map(|l| l.size()).sum()
     }
-
-    /// The number of leaves (for tests of page-size selection).
-    pub fn leaf_count(&self) -> usize {
-        self.leaves.len()
-    }
 }
