@@ -23,6 +23,7 @@ pub mod hw_pagetable;
 pub mod ioas;
 pub mod mmap;
 pub mod object;
+pub mod pagetable;
 pub mod pasid;
 pub mod ucmd;
 

@@ -710,8 +710,8 @@ proptest! {
     }
 
     /// Dirty bits are per leaf: marking any byte of a leaf reports the
-    /// whole leaf once, and clearing forgets it; unmapping part of a leaf
-    /// keeps the rest translating and dirty.
+    /// whole leaf once, and clearing forgets it; unmapping the first page
+    /// of a leaf removes the whole leaf (upstream's rule) and nothing else.
     #[test]
     fn mock_dirty_bits_follow_leaves(
         chunks in proptest::collection::vec((0u64..4, 1u64..6), 1..8),
@@ -720,7 +720,7 @@ proptest! {
     ) {
         let pgsize = if huge { MOCK_HUGE_PAGE_SIZE | PS } else { !(MPS - 1) };
         let min = 1u64 << pgsize.trailing_zeros();
-        let mut pt = MockPageTable::with_pgsize(pgsize);
+        let mut pt = MockPageTable::with_pgsize(pgsize).unwrap();
         // Back-to-back mappings of random sizes (in min pages), each with
         // its own physical base; leaves never cross a map call.
         let mut iova = 1u64 << 24;
@@ -758,14 +758,18 @@ proptest! {
         let mut again = 0;
         pt.read_and_clear_dirty(base, end - base, false, |_, _| { again += 1; Ok(()) }).unwrap();
         prop_assert_eq!(again, 0, "cleared");
-        // Cut the first leaf's first min page off: the rest still translates.
+        // Unmapping the first min page of the first leaf removes that whole
+        // leaf and reports its size; the rest of the call still translates.
         let (i0, l0) = (base, calls[0].1);
         let before = pt.iova_to_phys(i0 + l0 - 1);
-        prop_assert_eq!(pt.unmap(i0, min).unwrap(), min);
+        let gone = pt.unmap(i0, min).unwrap();
+        prop_assert!(gone >= min && gone.is_power_of_two() && gone <= l0);
         prop_assert_eq!(pt.iova_to_phys(i0), None);
-        if l0 > min {
+        prop_assert_eq!(pt.iova_to_phys(i0 + gone - 1), None);
+        if l0 > gone {
             prop_assert_eq!(pt.iova_to_phys(i0 + l0 - 1), before);
+            prop_assert!(pt.iova_to_phys(i0 + gone).is_some());
         }
-        prop_assert_eq!(pt.mapped_bytes(), end - base - min);
+        prop_assert_eq!(pt.mapped_bytes(), end - base - gone);
     }
 }

@@ -847,6 +847,7 @@ extern "C" {
     fn iommufd_rs_pages_alloc(order: u32) -> *mut core::ffi::c_void;
     fn iommufd_rs_pages_free(va: *mut core::ffi::c_void, order: u32);
     fn iommufd_rs_virt_to_pfn(va: *mut core::ffi::c_void) -> u64;
+    fn iommufd_rs_direct_map_base() -> u64;
 }
 
 /// Wakes the readers of an event fd.
@@ -999,5 +1000,79 @@ impl<T: Unpin> LeafMutex<T> {
     /// Takes the lock (sleeps).
     pub fn lock(&self) -> impl core::ops::DerefMut<Target = T> + '_ {
         self.m.lock()
+    }
+}
+
+/// Page-table memory: zeroed pages from the page allocator (charged to
+/// the caller's memcg, as upstream's `iommu_alloc_pages`), addressed
+/// through the direct map.
+pub struct PtMem {
+    base: u64,
+}
+
+impl PtMem {
+    /// An allocator over the direct map.
+    pub fn new() -> Self {
+        // SAFETY: no preconditions; returns a constant.
+        Self {
+            base: unsafe { iommufd_rs_direct_map_base() },
+        }
+    }
+}
+
+impl Default for PtMem {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// SAFETY: `iommufd_rs_pages_alloc` returns zeroed, naturally aligned
+// direct-map pages (tables smaller than a page get a whole page), valid
+// until freed; the direct map is `virt = base + phys` for all of them.
+unsafe impl crate::pagetable::TableMem for PtMem {
+    fn alloc(&self, size_lg2: u32) -> Option<crate::pagetable::TablePage> {
+        let order = size_lg2.saturating_sub(12);
+        // SAFETY: no preconditions; NULL on failure.
+        let va = unsafe { iommufd_rs_pages_alloc(order) };
+        let virt = core::ptr::NonNull::new(va.cast::<core::sync::atomic::AtomicU64>())?;
+        // SAFETY: `va` is a live direct-map allocation.
+        let pfn = unsafe { iommufd_rs_virt_to_pfn(va) };
+        Some(crate::pagetable::TablePage {
+            virt,
+            phys: pfn << 12,
+            size_lg2: size_lg2.max(12),
+        })
+    }
+
+    unsafe fn free(&self, page: crate::pagetable::TablePage) {
+        // SAFETY: the caller guarantees `page` came from `alloc` (whose
+        // order is size_lg2 - 12) and is unreferenced.
+        unsafe { iommufd_rs_pages_free(page.virt.as_ptr().cast(), page.size_lg2 - 12) }
+    }
+
+    fn phys_to_virt(&self, pa: u64) -> *const core::sync::atomic::AtomicU64 {
+        (self.base.wrapping_add(pa)) as usize as *const core::sync::atomic::AtomicU64
+    }
+}
+
+impl crate::pagetable::PhysMem for PtMem {
+    fn read_u64(&self, pa: u64) -> Option<u64> {
+        use crate::pagetable::TableMem;
+        // SAFETY: walkers only follow addresses of live tables of this
+        // allocator (KUnit builds the tables it walks).
+        Some(unsafe { &*self.phys_to_virt(pa) }.load(core::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn cmpxchg_u64(&self, pa: u64, old: u64, new: u64) -> bool {
+        use crate::pagetable::TableMem;
+        // SAFETY: as in `read_u64`.
+        unsafe { &*self.phys_to_virt(pa) }
+            .compare_exchange(
+                old,
+                new,
+                core::sync::atomic::Ordering::Relaxed,
+                core::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
     }
 }

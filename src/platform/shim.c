@@ -71,6 +71,7 @@ void iommufd_rs_event_wake(void *waker);
 void *iommufd_rs_pages_alloc(u32 order);
 void iommufd_rs_pages_free(void *va, u32 order);
 u64 iommufd_rs_virt_to_pfn(void *va);
+u64 iommufd_rs_direct_map_base(void);
 u64 iommufd_rs_vma_offset(struct vm_area_struct *vma);
 int iommufd_rs_vma_check(struct vm_area_struct *vma, u64 *len);
 int iommufd_rs_vma_remap(struct vm_area_struct *vma, u64 pfn, u64 len,
@@ -813,6 +814,16 @@ void iommufd_rs_pages_free(void *va, u32 order)
 u64 iommufd_rs_virt_to_pfn(void *va)
 {
 	return page_to_pfn(virt_to_page(va));
+}
+
+/*
+ * The direct map's virtual base (__va(0)): page-table walks turn table
+ * physical addresses back into pointers with one addition instead of a
+ * call per level.
+ */
+u64 iommufd_rs_direct_map_base(void)
+{
+	return (u64)(unsigned long)__va(0);
 }
 
 /*

@@ -688,3 +688,189 @@ impl<T> LeafMutex<T> {
         self.m.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// Simulated physical memory for page tables on the host.
+///
+/// Tables live in one arena whose "physical" addresses start at
+/// [`PtMem::PHYS_BASE`], unrelated to their host addresses, so code that
+/// confuses the two fails; walker models read through [`PhysMem`], which
+/// only answers for live tables, so a walk into a freed table is caught.
+/// Counters expose leaks, and allocation failures can be injected.
+///
+/// [`PhysMem`]: crate::pagetable::PhysMem
+pub struct PtMem {
+    base: std::ptr::NonNull<u8>,
+    cap: usize,
+    arena: Mutex<PtArena>,
+    live: std::sync::atomic::AtomicUsize,
+    /// Allocations left before injected failures start (`usize::MAX`: never).
+    fail_after: std::sync::atomic::AtomicUsize,
+}
+
+#[derive(Default)]
+struct PtArena {
+    bump: usize,
+    free: BTreeMap<u32, Vec<usize>>,
+    /// Offset -> log2 size of every live table.
+    live: BTreeMap<usize, u32>,
+    double_frees: usize,
+}
+
+// SAFETY: the arena is only reached through atomics (table items) and the
+// mutex (bookkeeping).
+unsafe impl Send for PtMem {}
+// SAFETY: as above.
+unsafe impl Sync for PtMem {}
+
+impl PtMem {
+    /// First simulated physical address (1 GiB, so 32-bit output address
+    /// spaces can hold small arenas).
+    pub const PHYS_BASE: u64 = 0x4000_0000;
+    const ALIGN: usize = 1 << 20;
+
+    /// An arena of 64 MiB.
+    pub fn new() -> Self {
+        Self::with_capacity(64 << 20)
+    }
+
+    /// An arena of `cap` bytes (reserved lazily by the host allocator).
+    pub fn with_capacity(cap: usize) -> Self {
+        let layout = std::alloc::Layout::from_size_align(cap, Self::ALIGN)
+            .unwrap_or_else(|_| std::process::abort());
+        // SAFETY: the layout has a non-zero size.
+        let p = unsafe { std::alloc::alloc_zeroed(layout) };
+        let base = std::ptr::NonNull::new(p).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        Self {
+            base,
+            cap,
+            arena: Mutex::new(PtArena::default()),
+            live: std::sync::atomic::AtomicUsize::new(0),
+            fail_after: std::sync::atomic::AtomicUsize::new(usize::MAX),
+        }
+    }
+
+    fn arena(&self) -> std::sync::MutexGuard<'_, PtArena> {
+        self.arena.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tables allocated and not freed.
+    pub fn live(&self) -> usize {
+        self.live.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Frees of tables that were not live (must stay 0).
+    pub fn double_frees(&self) -> usize {
+        self.arena().double_frees
+    }
+
+    /// Lets `n` more allocations succeed, then fails every one.
+    pub fn fail_after(&self, n: usize) {
+        self.fail_after.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// True if `pa..pa + 8` lies in a live table.
+    fn is_live(&self, pa: u64) -> Option<usize> {
+        let off = usize::try_from(pa.checked_sub(Self::PHYS_BASE)?).ok()?;
+        let a = self.arena();
+        let (&start, &lg2) = a.live.range(..=off).next_back()?;
+        (off + 8 <= start + (1usize << lg2) && pa % 8 == 0).then_some(off)
+    }
+
+    fn word(&self, off: usize) -> &std::sync::atomic::AtomicU64 {
+        // SAFETY: `off` is 8-byte aligned and inside the arena, which lives
+        // as long as `self`.
+        unsafe { &*self.base.as_ptr().add(off).cast::<std::sync::atomic::AtomicU64>() }
+    }
+}
+
+impl Default for PtMem {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for PtMem {
+    fn drop(&mut self) {
+        let layout = std::alloc::Layout::from_size_align(self.cap, Self::ALIGN)
+            .unwrap_or_else(|_| std::process::abort());
+        // SAFETY: allocated in `with_capacity` with this layout.
+        unsafe { std::alloc::dealloc(self.base.as_ptr(), layout) };
+    }
+}
+
+// SAFETY: tables are zeroed, aligned to their size inside the
+// 1 MiB-aligned arena, valid until freed, and `phys_to_virt` inverts the
+// fixed offset.
+unsafe impl crate::pagetable::TableMem for PtMem {
+    fn alloc(&self, size_lg2: u32) -> Option<crate::pagetable::TablePage> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self
+            .fail_after
+            .fetch_update(Relaxed, Relaxed, |n| match n {
+                usize::MAX => Some(n),
+                0 => None,
+                n => Some(n - 1),
+            })
+            .is_err()
+        {
+            return None;
+        }
+        let size = 1usize << size_lg2;
+        let mut a = self.arena();
+        let off = match a.free.get_mut(&size_lg2).and_then(Vec::pop) {
+            Some(off) => off,
+            None => {
+                let off = a.bump.next_multiple_of(size);
+                if off + size > self.cap {
+                    return None;
+                }
+                a.bump = off + size;
+                off
+            }
+        };
+        a.live.insert(off, size_lg2);
+        drop(a);
+        // SAFETY: the range is inside the arena and owned by nobody else.
+        unsafe { std::ptr::write_bytes(self.base.as_ptr().add(off), 0, size) };
+        self.live.fetch_add(1, Relaxed);
+        Some(crate::pagetable::TablePage {
+            virt: self.word(off).into(),
+            phys: Self::PHYS_BASE + off as u64,
+            size_lg2,
+        })
+    }
+
+    unsafe fn free(&self, page: crate::pagetable::TablePage) {
+        let off = (page.phys - Self::PHYS_BASE) as usize;
+        let mut a = self.arena();
+        if a.live.remove(&off) != Some(page.size_lg2) {
+            a.double_frees += 1;
+            return;
+        }
+        // Poison the freed table so a stale reader sees garbage.
+        for i in (0..1usize << page.size_lg2).step_by(8) {
+            self.word(off + i)
+                .store(0xdead_beef_dead_beef, std::sync::atomic::Ordering::Relaxed);
+        }
+        a.free.entry(page.size_lg2).or_default().push(off);
+        self.live.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn phys_to_virt(&self, pa: u64) -> *const std::sync::atomic::AtomicU64 {
+        let off = pa.wrapping_sub(Self::PHYS_BASE) as usize;
+        self.base.as_ptr().wrapping_add(off).cast()
+    }
+}
+
+impl crate::pagetable::PhysMem for PtMem {
+    fn read_u64(&self, pa: u64) -> Option<u64> {
+        let off = self.is_live(pa)?;
+        Some(self.word(off).load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn cmpxchg_u64(&self, pa: u64, old: u64, new: u64) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.is_live(pa)
+            .is_some_and(|off| self.word(off).compare_exchange(old, new, Relaxed, Relaxed).is_ok())
+    }
+}

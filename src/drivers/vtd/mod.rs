@@ -1,1 +1,3 @@
 //! Intel VT-d and its first- and second-stage page-table formats.
+
+pub mod pagetable;
