@@ -666,10 +666,12 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
         }
         let last = iova.saturating_add(len - 1);
         self.visit_leaves(iova, last, &mut |l, table, start, count| {
-            // SAFETY (both closures): the visitor passes a live table and
-            // an in-bounds group of items.
-            let dirty = (start..start + count)
-                .any(|i| self.fmt.is_dirty(unsafe { item(table, i) }.load(Ordering::Relaxed)));
+            let dirty = (start..start + count).any(|i| {
+                // SAFETY: the visitor passes a live table and an in-bounds
+                // group of items.
+                let it = unsafe { item(table, i) };
+                self.fmt.is_dirty(it.load(Ordering::Relaxed))
+            });
             if !dirty {
                 return;
             }

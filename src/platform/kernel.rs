@@ -1014,9 +1014,8 @@ impl PtMem {
     /// An allocator over the direct map.
     pub fn new() -> Self {
         // SAFETY: no preconditions; returns a constant.
-        Self {
-            base: unsafe { iommufd_rs_direct_map_base() },
-        }
+        let base = unsafe { iommufd_rs_direct_map_base() };
+        Self { base }
     }
 }
 
