@@ -998,7 +998,7 @@ fn model_leaves(mut iova: u64, mut phys: u64, mut len: u64) -> Vec<(u64, u64, u6
     let mut v = Vec::new();
     while len != 0 {
         let mut s = 1u64 << (63 - len.leading_zeros());
-        while (iova | phys) % s != 0 {
+        while !(iova | phys).is_multiple_of(s) {
             s >>= 1;
         }
         v.push((iova, phys, s));

@@ -739,7 +739,8 @@ impl PtMem {
             .unwrap_or_else(|_| std::process::abort());
         // SAFETY: the layout has a non-zero size.
         let p = unsafe { std::alloc::alloc_zeroed(layout) };
-        let base = std::ptr::NonNull::new(p).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        let base =
+            std::ptr::NonNull::new(p).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
         Self {
             base,
             cap,
@@ -765,7 +766,8 @@ impl PtMem {
 
     /// Lets `n` more allocations succeed, then fails every one.
     pub fn fail_after(&self, n: usize) {
-        self.fail_after.store(n, std::sync::atomic::Ordering::Relaxed);
+        self.fail_after
+            .store(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// True if `pa..pa + 8` lies in a live table.
@@ -773,13 +775,19 @@ impl PtMem {
         let off = usize::try_from(pa.checked_sub(Self::PHYS_BASE)?).ok()?;
         let a = self.arena();
         let (&start, &lg2) = a.live.range(..=off).next_back()?;
-        (off + 8 <= start + (1usize << lg2) && pa % 8 == 0).then_some(off)
+        (off + 8 <= start + (1usize << lg2) && pa.is_multiple_of(8)).then_some(off)
     }
 
     fn word(&self, off: usize) -> &std::sync::atomic::AtomicU64 {
         // SAFETY: `off` is 8-byte aligned and inside the arena, which lives
         // as long as `self`.
-        unsafe { &*self.base.as_ptr().add(off).cast::<std::sync::atomic::AtomicU64>() }
+        unsafe {
+            &*self
+                .base
+                .as_ptr()
+                .add(off)
+                .cast::<std::sync::atomic::AtomicU64>()
+        }
     }
 }
 
@@ -870,7 +878,10 @@ impl crate::pagetable::PhysMem for PtMem {
 
     fn cmpxchg_u64(&self, pa: u64, old: u64, new: u64) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
-        self.is_live(pa)
-            .is_some_and(|off| self.word(off).compare_exchange(old, new, Relaxed, Relaxed).is_ok())
+        self.is_live(pa).is_some_and(|off| {
+            self.word(off)
+                .compare_exchange(old, new, Relaxed, Relaxed)
+                .is_ok()
+        })
     }
 }

@@ -2,3 +2,4 @@
 
 pub mod pagetable;
 
+pub mod walker;
