@@ -79,9 +79,7 @@ impl Domain {
             pgsize_bitmap,
             aperture,
             dirty_ops,
-            pt: CtxCell::new(PageTable::Mock(MockPageTable::with_pgsize(
-                pgsize_bitmap,
-            )?)),
+            pt: CtxCell::new(PageTable::Mock(MockPageTable::with_pgsize(pgsize_bitmap)?)),
             tracking: CtxCell::new(false),
         })
     }

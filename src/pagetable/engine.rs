@@ -377,12 +377,7 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
                         Entry::Table(pa) => pa,
                         Entry::Leaf { .. } => return Err(EADDRINUSE),
                     };
-                    self.map_lvl::<L::Lower>(
-                        self.mem.phys_to_virt(child),
-                        F::ITEMS_LG2,
-                        st,
-                        g,
-                    )?;
+                    self.map_lvl::<L::Lower>(self.mem.phys_to_virt(child), F::ITEMS_LG2, st, g)?;
                     idx += 1;
                 }
             }
@@ -561,7 +556,9 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
             let pte = unsafe { item(table, idx) }.load(Ordering::Relaxed);
             match self.fmt.load(level, idx, pte) {
                 Entry::Empty => return None,
-                Entry::Leaf { oa, size_lg2 } => return Some(oa + (iova & ((1u64 << size_lg2) - 1))),
+                Entry::Leaf { oa, size_lg2 } => {
+                    return Some(oa + (iova & ((1u64 << size_lg2) - 1)))
+                }
                 Entry::Table(pa) if level > 0 => {
                     table = self.mem.phys_to_virt(pa);
                     items = F::ITEMS_LG2;
@@ -604,9 +601,19 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
     ) {
         let ilg2 = F::GRANULE_LG2 + F::ITEMS_LG2 * level;
         let n = 1usize << items_lg2;
-        let span_last = table_va.saturating_add((n as u64) << ilg2).saturating_sub(1);
-        let lo = if first > table_va { ((first - table_va) >> ilg2) as usize } else { 0 };
-        let hi = if last < span_last { ((last - table_va) >> ilg2) as usize } else { n - 1 };
+        let span_last = table_va
+            .saturating_add((n as u64) << ilg2)
+            .saturating_sub(1);
+        let lo = if first > table_va {
+            ((first - table_va) >> ilg2) as usize
+        } else {
+            0
+        };
+        let hi = if last < span_last {
+            ((last - table_va) >> ilg2) as usize
+        } else {
+            n - 1
+        };
         let mut idx = lo;
         while idx <= hi {
             // SAFETY: idx <= hi < n.

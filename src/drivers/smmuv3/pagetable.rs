@@ -389,7 +389,11 @@ impl<G: Granule> Format for Vmsa<G> {
     #[inline(always)]
     fn leaf_item(&self, level: u32, oa: u64, size_lg2: u32, item: u64, attrs: &u64) -> u64 {
         let ilg2 = G::LG2 + (G::LG2 - 3) * level;
-        let ty = if level == 0 { VALID | TYPE_TABLE } else { VALID };
+        let ty = if level == 0 {
+            VALID | TYPE_TABLE
+        } else {
+            VALID
+        };
         let cont = if size_lg2 > ilg2 { CONT } else { 0 };
         self.oa_bits(oa + (item << ilg2)) | ty | cont | attrs
     }
