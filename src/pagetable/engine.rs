@@ -142,6 +142,28 @@ pub fn best_lg2(sizes: u64, va: u64, oa: u64, len: u64) -> Option<u32> {
     (m != 0).then(|| 63 - m.leading_zeros())
 }
 
+/// How many leaves of `2^lg2` bytes in a row a map can write from `va`
+/// (output `oa`) before the best size may change: at most `room` (to the
+/// table's end), up to `end`, and up to the next boundary where a larger
+/// size of the same level (`sizes`) could start (`generic_pt`'s
+/// `pt_pgsz_count`).
+#[inline(always)]
+fn run_len(sizes: u64, lg2: u32, va: u64, oa: u64, end: u64, room: usize) -> usize {
+    let mut run = room.min(((end - va) >> lg2) as usize);
+    let larger = if lg2 >= 63 {
+        0
+    } else {
+        sizes & !((2u64 << lg2) - 1)
+    };
+    if larger != 0 {
+        let m = (1u64 << larger.trailing_zeros()) - 1;
+        if (va ^ oa) & m == 0 {
+            run = run.min(((m + 1 - (va & m)) >> lg2) as usize);
+        }
+    }
+    run
+}
+
 #[inline(always)]
 const fn item_lg2<F: Format>(level: u32) -> u32 {
     F::GRANULE_LG2 + F::ITEMS_LG2 * level
@@ -350,19 +372,36 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
         while st.va < st.end && idx < n {
             match best_lg2(sizes, st.va, st.oa, st.end - st.va) {
                 Some(lg2) if lg2 >= ilg2 => {
-                    let count = 1usize << (lg2 - ilg2);
-                    if idx + count > n {
+                    let shift = lg2 - ilg2;
+                    let count = 1usize << shift;
+                    let run = run_len(sizes, lg2, st.va, st.oa, st.end, (n - idx) >> shift);
+                    if run == 0 {
                         return Err(EINVAL);
                     }
-                    self.clear_for_leaf::<L>(table, idx, count, st.va, g)?;
-                    for i in 0..count {
-                        let pte = self.fmt.leaf_item(L::N, st.oa, lg2, i as u64, &st.attrs);
-                        // SAFETY: idx + count <= n was checked above.
-                        unsafe { item(table, idx + i) }.store(pte, Ordering::Relaxed);
+                    // Write the run with the position in registers; `st`
+                    // is brought up to date before anything can fail so
+                    // a rollback unmaps exactly what was written.
+                    let size = 1u64 << lg2;
+                    let (mut va, mut oa) = (st.va, st.oa);
+                    for e in 0..run {
+                        let first = idx + e * count;
+                        // SAFETY: run_len keeps first + count <= n.
+                        let busy = (first..first + count)
+                            .any(|i| unsafe { item(table, i) }.load(Ordering::Relaxed) != 0);
+                        if busy {
+                            (st.va, st.oa) = (va, oa);
+                            self.clear_for_leaf::<L>(table, first, count, va, g)?;
+                        }
+                        for i in 0..count {
+                            let pte = self.fmt.leaf_item(L::N, oa, lg2, i as u64, &st.attrs);
+                            // SAFETY: as above.
+                            unsafe { item(table, first + i) }.store(pte, Ordering::Relaxed);
+                        }
+                        va += size;
+                        oa += size;
                     }
-                    st.va += 1 << lg2;
-                    st.oa += 1 << lg2;
-                    idx += count;
+                    (st.va, st.oa) = (va, oa);
+                    idx += run * count;
                 }
                 _ => {
                     if L::N == 0 {
@@ -496,37 +535,44 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
         let isz = 1u64 << ilg2;
         let n = 1usize << items_lg2;
         let mut idx = (st.va >> ilg2) as usize & (n - 1);
-        while st.va < st.end && idx < n {
+        // The position lives in registers; `st` is updated at the exits
+        // and around the descent. Leaves cleared here are flushed as one
+        // range (holes inside it cost nothing to invalidate).
+        let mut va = st.va;
+        let mut cleared: Option<(u64, u64)> = None;
+        while va < st.end && idx < n {
             // SAFETY: idx < n.
             let it = unsafe { item(table, idx) };
-            let item_va = st.va & !(isz - 1);
+            let item_va = va & !(isz - 1);
             match self.fmt.load(L::N, idx, it.load(Ordering::Relaxed)) {
                 Entry::Empty => {
-                    st.va = item_va + isz;
+                    va = item_va + isz;
                     idx += 1;
                 }
                 Entry::Leaf { size_lg2, .. } => {
                     let size = 1u64 << size_lg2;
-                    if st.va & (size - 1) != 0 {
+                    if va & (size - 1) != 0 {
                         // Only the first step can land inside a leaf.
                         st.stop = true;
-                        return;
+                        break;
                     }
                     let count = 1usize << (size_lg2 - ilg2);
                     for i in idx..(idx + count).min(n) {
                         // SAFETY: i < n.
                         unsafe { item(table, i) }.store(0, Ordering::Relaxed);
                     }
-                    g.add_range(st.va, size);
+                    cleared = Some((cleared.map_or(va, |c| c.0), va + size));
                     st.unmapped += size;
-                    st.va += size;
+                    va += size;
                     idx += count;
                 }
                 Entry::Table(pa) => {
-                    let covered = st.va == item_va && st.end - item_va >= isz;
+                    let covered = va == item_va && st.end - item_va >= isz;
+                    st.va = va;
                     self.unmap_lvl::<L::Lower>(self.mem.phys_to_virt(pa), F::ITEMS_LG2, st, g);
+                    va = st.va;
                     if st.stop {
-                        return;
+                        break;
                     }
                     if covered && L::N > 0 {
                         it.store(0, Ordering::Relaxed);
@@ -537,6 +583,10 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
                     idx += 1;
                 }
             }
+        }
+        st.va = va;
+        if let Some((first, end)) = cleared {
+            g.add_range(first, end - first);
         }
     }
 
