@@ -92,9 +92,12 @@ vm-test: module selftests
 demo: module selftests
 	scripts/vm-test.sh demo
 
-# Benchmarks (not tests): iommufd_rs vs upstream iommufd.ko in one boot,
-# written to build/vm/bench.json.
+# Benchmarks (not tests): iommufd_rs vs upstream iommufd.ko and our ARM
+# page-table format vs io-pgtable-arm in one boot (build/vm/bench.json,
+# build/vm/bench-pt.json), and every page-table format on the host
+# (build/bench-pt-host.json).
 bench: module selftests
+	IOMMUFD_RS_BENCH_OUT=$(BUILD)/bench-pt-host.json cargo bench -q --bench pt_host
 	scripts/vm-test.sh bench
 
 check: host-checks vm-test

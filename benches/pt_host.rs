@@ -161,9 +161,9 @@ fn main() {
         "{\n  \"unit\": \"ns, median over 200 rounds of the mean per call, tables cache-warm\",\n  \"cases\": {\n",
     );
     for (i, c) in out.iter().enumerate() {
-        let _ = write!(
+        let _ = writeln!(
             json,
-            "    \"{}\": {{\"ptes\": {}, \"map_ns\": {:.1}, \"unmap_ns\": {:.1}, \"map_ns_per_pte\": {:.2}, \"unmap_ns_per_pte\": {:.2}}}{}\n",
+            "    \"{}\": {{\"ptes\": {}, \"map_ns\": {:.1}, \"unmap_ns\": {:.1}, \"map_ns_per_pte\": {:.2}, \"unmap_ns_per_pte\": {:.2}}}{}",
             c.name,
             c.ptes,
             c.map_ns,

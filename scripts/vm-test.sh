@@ -4,6 +4,9 @@
 # build/vm/: one TAP file per suite, dmesg.txt and summary.json.
 #   vm-test.sh test   run the suites and gate on them
 #   vm-test.sh demo   run the demo client and print its report
+#   vm-test.sh bench  benchmarks, not gated on speed: bench.json (iommufd_bench
+#                     against both servers) and bench-pt.json (the module's
+#                     page-table engine against io-pgtable-arm, pt_bench=1)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 top=$(cd "$(dirname "$0")/.." && pwd)

@@ -28,6 +28,10 @@ GATED_FIXTURES = {
 MAY_SKIP = re.compile(r"^iommufd_viommu\.no_viommu\.")
 # How many cases each gated suite has in 7.3.4: fewer means some did not run.
 EXPECTED_CASES = {"upstream_iommufd@iommufd_rs": 246, "upstream_fail_nth@iommufd_rs": 8}
+# The KUnit suites inside iommufd_rs.ko; every one must run (and pass) at load.
+KUNIT_SUITES = ("iommufd_rs_platform", "iommufd_rs_pagetable")
+# The page-table benchmark's lines in the kernel log (module loaded with pt_bench=1).
+PTBENCH = re.compile(r"iommufd_rs_ptbench: (\{.*\})\s*$")
 
 
 def gated_failures(name, body):
@@ -134,6 +138,44 @@ def write_bench(merged, out):
     return problems
 
 
+def write_bench_pt(dmesg, out):
+    """bench-pt.json: the in-kernel page-table benchmark (our ARM stage-1 4K
+    format with and without the contiguous hint vs io-pgtable-arm), medians in
+    ns per map + unmap pair, and ratio = io-pgtable time / our time. Returns
+    problems."""
+    cases, problems = {}, []
+    for line in dmesg.splitlines():
+        m = PTBENCH.search(line)
+        if not m:
+            continue
+        try:
+            c = json.loads(m.group(1))
+        except ValueError:
+            problems.append(f"unparsable page-table benchmark line: {line.strip()}")
+            continue
+        name = c.pop("case", "?")
+        if "error" in c:
+            problems.append(f"page-table benchmark {name}: {c['error']}")
+            continue
+        iop = c.get("iopgtable_ns")
+        for key, ratio in (("ours_ns", "ratio"), ("ours_nocont_ns", "ratio_nocont")):
+            c[ratio] = round(iop / c[key], 3) if iop and c.get(key) else None
+        cases[name] = c
+    (out / "bench-pt.json").write_text(json.dumps(
+        {"unit": "ns per map+unmap (median of rounds)",
+         "ratio": "io-pgtable-arm time / iommufd_rs time (>1: ours faster)",
+         "cases": cases}, indent=2) + "\n")
+    if cases:
+        print(f"{'page table':10} {'ours ns':>10} {'no-hint ns':>11} {'io-pgtable ns':>14} "
+              f"{'ratio':>6} {'no-hint':>8}")
+        for name, c in cases.items():
+            print(f"{name:10} {c['ours_ns']:10.1f} {c['ours_nocont_ns']:11.1f} "
+                  f"{c['iopgtable_ns']:14.1f} {c['ratio'] or 0:6.2f} {c['ratio_nocont'] or 0:8.2f}")
+    else:
+        problems.append("the page-table benchmark produced no results")
+    return problems
+
+
 def main():
     mode, out = sys.argv[1], Path(sys.argv[2])
     log = (out / "results.log").read_text(errors="replace") if (out / "results.log").exists() else ""
@@ -163,6 +205,7 @@ def main():
             problems.append("the demo client reported failures")
     if mode == "bench":
         problems += write_bench(merged, out)
+        problems += write_bench_pt(dmesg, out)
     summary = {"mode": mode, "completed": done, "splats": splats, "suites": {}}
     for name, s in merged.items():
         if name == "demo" or name.startswith("bench@"):
@@ -187,8 +230,9 @@ def main():
         summary["upstream_baseline_expected"] = UPSTREAM_BASELINE
         if base is None:
             problems.append("the upstream baseline did not run")
-        if not any(n.startswith("kunit_") for n in summary["suites"]):
-            problems.append("no KUnit suite of iommufd_rs ran at module load")
+        for k in KUNIT_SUITES:
+            if f"kunit_{k}@iommufd_rs" not in summary["suites"]:
+                problems.append(f"the KUnit suite {k} of iommufd_rs did not run at module load")
     summary["problems"] = problems
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 

@@ -37,4 +37,10 @@ kernel::prelude::module! {
     authors: ["The iommufd-rs developers"],
     description: "iommufd-compatible /dev/iommu in Rust",
     license: "GPL",
+    params: {
+        pt_bench: bool {
+            default: false,
+            description: "Benchmark the page-table engine against io-pgtable-arm at load (kernel log)",
+        },
+    },
 }

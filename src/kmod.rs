@@ -41,6 +41,9 @@ impl kernel::InPlaceModule for IommufdRs {
                 pr_err!("upstream iommufd owns /dev/iommu; unload it (rmmod iommufd) to use iommufd_rs\n");
                 return Err(EBUSY);
             }
+            if crate::module_parameters::pt_bench.value() {
+                crate::pagetable::kbench::run_bench();
+            }
             pr_info!("serving /dev/iommu\n");
             Ok(try_pin_init!(Self {
                 _misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"iommu" }),

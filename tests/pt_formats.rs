@@ -123,7 +123,9 @@ fn model_leaves(bitmap: u64, mut iova: u64, mut oa: u64, mut len: u64) -> Vec<(u
         let s = (0..64)
             .rev()
             .map(|b| 1u64 << b)
-            .find(|&s| bitmap & s != 0 && s <= len && iova.is_multiple_of(s) && oa.is_multiple_of(s))
+            .find(|&s| {
+                bitmap & s != 0 && s <= len && iova.is_multiple_of(s) && oa.is_multiple_of(s)
+            })
             .expect("granule always fits");
         v.push((iova, oa, s));
         iova += s;
@@ -773,18 +775,18 @@ fn gather_frees_tables_only_after_the_flush() {
     };
     let mut g = pt.gather(&rec);
     assert_eq!(pt.unmap(base, 40 * 0x20_0000, &mut g), 80 * 0x1000);
-    // The inline list holds 32 tables: one early sync freed those.
-    assert_eq!(rec.flushes.lock().unwrap().len(), 1);
+    // The inline list holds 16 tables: two early syncs freed 32.
+    assert_eq!(rec.flushes.lock().unwrap().len(), 2);
     assert_eq!(mem.live(), live - 32, "only flushed tables are freed");
-    assert_eq!(g.sync(), 2);
+    assert_eq!(g.sync(), 3);
     let fl = rec.flushes.lock().unwrap().clone();
     // Each flush came before the frees it covers.
-    assert_eq!((fl[0].3, fl[1].3), (live, live - 32));
+    assert_eq!((fl[0].3, fl[1].3, fl[2].3), (live, live - 16, live - 32));
     assert!(fl.iter().all(|f| !f.2), "tables were freed: not leaf-only");
     // Together the flushes cover every unmapped byte.
     assert_eq!(fl[0].0, base);
-    assert_eq!(fl[1].1, base + 40 * 0x20_0000 - 1);
-    assert!(fl[1].0 <= fl[0].1 + 1);
+    assert_eq!(fl[2].1, base + 40 * 0x20_0000 - 1);
+    assert!(fl[1].0 <= fl[0].1 + 1 && fl[2].0 <= fl[1].1 + 1);
     // The 40 leaf tables are gone; top, L1 and L2 stay.
     assert_eq!(mem.live(), live - 40);
     assert_eq!(live, 43);
@@ -803,7 +805,13 @@ fn allocation_failure_rolls_back() {
         map(&pt, 0x40_0000_0000, 0x1000_0000, 0x1000, RW).unwrap();
         let before = leaves(&pt);
         mem.fail_after(n);
-        let r = map(&pt, 0x80_0000_0000 - 0x1000, 0x0200_0000_1000, 0x40_3000, RW);
+        let r = map(
+            &pt,
+            0x80_0000_0000 - 0x1000,
+            0x0200_0000_1000,
+            0x40_3000,
+            RW,
+        );
         mem.fail_after(usize::MAX);
         if r.is_ok() {
             first_ok = Some(n);

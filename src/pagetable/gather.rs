@@ -28,8 +28,9 @@ impl IotlbFlush for NoFlush {
 }
 
 /// Detached tables held inline; a full gather syncs early rather than
-/// allocate (an unmap must not fail for lack of memory).
-const MAX_FREED: usize = 32;
+/// allocate (an unmap must not fail for lack of memory). Small, because a
+/// gather lives on the stack of every map and unmap.
+const MAX_FREED: usize = 16;
 
 /// Pending invalidation and table frees; see the module documentation.
 #[must_use = "page-table changes reach the IOMMU only when the gather is synced"]
@@ -39,7 +40,9 @@ pub struct Gather<'a, M: TableMem> {
     /// First and last IOVA to invalidate; `first > last` when empty.
     first: u64,
     last: u64,
-    freed: [Option<TablePage>; MAX_FREED],
+    /// Physical address of each detached table with its log2 size in the
+    /// low bits (tables are at least 64-byte aligned).
+    freed: [u64; MAX_FREED],
     nfreed: usize,
     /// Invalidations issued so far (early syncs included), for tests and
     /// statistics.
@@ -55,7 +58,7 @@ impl<'a, M: TableMem> Gather<'a, M> {
             flush,
             first: u64::MAX,
             last: 0,
-            freed: [None; MAX_FREED],
+            freed: [0; MAX_FREED],
             nfreed: 0,
             flushes: 0,
         }
@@ -78,7 +81,7 @@ impl<'a, M: TableMem> Gather<'a, M> {
             self.sync_now();
         }
         if let Some(slot) = self.freed.get_mut(self.nfreed) {
-            *slot = Some(page);
+            *slot = page.phys | u64::from(page.size_lg2);
             self.nfreed += 1;
         }
     }
@@ -106,8 +109,15 @@ impl<'a, M: TableMem> Gather<'a, M> {
             self.flush.flush(self.first, self.last, self.nfreed == 0);
             self.flushes += 1;
         }
-        for slot in self.freed.iter_mut().take(self.nfreed) {
-            if let Some(page) = slot.take() {
+        for &slot in self.freed.iter().take(self.nfreed) {
+            let phys = slot & !63;
+            let virt = self.mem.phys_to_virt(phys).cast_mut();
+            if let Some(virt) = core::ptr::NonNull::new(virt) {
+                let page = TablePage {
+                    virt,
+                    phys,
+                    size_lg2: (slot & 63) as u32,
+                };
                 // SAFETY: the page was detached from the tree before it was
                 // queued and the invalidation above has completed, so
                 // neither the CPU nor the IOMMU can reach it.

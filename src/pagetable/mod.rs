@@ -19,6 +19,12 @@
 
 pub mod engine;
 pub mod gather;
+#[cfg(all(MODULE, CONFIG_IOMMU_IO_PGTABLE_LPAE))]
+mod iopgtable;
+#[cfg(MODULE)]
+pub(crate) mod kbench;
+#[cfg(MODULE)]
+mod kunit;
 
 use core::sync::atomic::AtomicU64;
 
