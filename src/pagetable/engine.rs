@@ -274,17 +274,6 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
         Gather::new(&self.mem, flush)
     }
 
-    fn page_of(&self, pa: u64) -> TablePage {
-        let virt = self.mem.phys_to_virt(pa).cast_mut();
-        TablePage {
-            // A live table's address is never null; fall back to the top
-            // table's pointer type only to keep this total.
-            virt: core::ptr::NonNull::new(virt).unwrap_or(self.top.virt),
-            phys: pa,
-            size_lg2: F::ITEMS_LG2 + 3,
-        }
-    }
-
     fn check_range(&self, iova: u64, len: u64) -> Result<u64> {
         let gmask = (1u64 << F::GRANULE_LG2) - 1;
         if len == 0 || (iova | len) & gmask != 0 {
@@ -488,12 +477,15 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
                 }
             }
         }
-        let page = self.page_of(pa);
         match g {
-            Some(g) => g.free_table(page),
-            // SAFETY: only teardown passes no gather; nothing uses the
-            // tree any more.
-            None => unsafe { self.mem.free(page) },
+            Some(g) => g.free_table(pa, F::ITEMS_LG2 + 3),
+            None => {
+                if let Some(page) = TablePage::of(&self.mem, pa, F::ITEMS_LG2 + 3) {
+                    // SAFETY: only teardown passes no gather; nothing uses
+                    // the tree any more.
+                    unsafe { self.mem.free(page) }
+                }
+            }
         }
     }
 
@@ -577,7 +569,7 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
                     if covered && L::N > 0 {
                         it.store(0, Ordering::Relaxed);
                         g.add_range(item_va, isz);
-                        g.free_table(self.page_of(pa));
+                        g.free_table(pa, F::ITEMS_LG2 + 3);
                     }
                     // The child stopped at its own end or at the range's.
                     idx += 1;

@@ -74,14 +74,15 @@ impl<'a, M: TableMem> Gather<'a, M> {
         self.last = self.last.max(iova.saturating_add(len - 1));
     }
 
-    /// Queues a detached table (whose VA span the caller has added with
-    /// [`Self::add_range`]) to be freed after the invalidation.
-    pub fn free_table(&mut self, page: TablePage) {
+    /// Queues the detached table at `phys` of `2^size_lg2` bytes (whose VA
+    /// span the caller has added with [`Self::add_range`]) to be freed
+    /// after the invalidation.
+    pub fn free_table(&mut self, phys: u64, size_lg2: u32) {
         if self.nfreed == MAX_FREED {
             self.sync_now();
         }
         if let Some(slot) = self.freed.get_mut(self.nfreed) {
-            *slot = page.phys | u64::from(page.size_lg2);
+            *slot = phys | u64::from(size_lg2);
             self.nfreed += 1;
         }
     }
@@ -110,14 +111,7 @@ impl<'a, M: TableMem> Gather<'a, M> {
             self.flushes += 1;
         }
         for &slot in self.freed.iter().take(self.nfreed) {
-            let phys = slot & !63;
-            let virt = self.mem.phys_to_virt(phys).cast_mut();
-            if let Some(virt) = core::ptr::NonNull::new(virt) {
-                let page = TablePage {
-                    virt,
-                    phys,
-                    size_lg2: (slot & 63) as u32,
-                };
+            if let Some(page) = TablePage::of(self.mem, slot & !63, (slot & 63) as u32) {
                 // SAFETY: the page was detached from the tree before it was
                 // queued and the invalidation above has completed, so
                 // neither the CPU nor the IOMMU can reach it.

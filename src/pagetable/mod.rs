@@ -66,6 +66,19 @@ pub struct TablePage {
     pub size_lg2: u32,
 }
 
+impl TablePage {
+    /// The handle of the live table of `mem` at `phys`, of `2^size_lg2`
+    /// bytes (`None` only if `mem` maps it nowhere).
+    pub fn of<M: TableMem>(mem: &M, phys: u64, size_lg2: u32) -> Option<Self> {
+        let virt = core::ptr::NonNull::new(mem.phys_to_virt(phys).cast_mut())?;
+        Some(Self {
+            virt,
+            phys,
+            size_lg2,
+        })
+    }
+}
+
 // SAFETY: a `TablePage` is a handle to memory that is only accessed through
 // atomics; the engine's range-exclusivity contract decides who writes.
 unsafe impl Send for TablePage {}
