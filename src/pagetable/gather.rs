@@ -9,6 +9,17 @@
 //! pages. The type is `#[must_use]`: forgetting the sync is a compile-time
 //! warning, and dropping an unsynced gather still syncs, so a table is
 //! never freed early nor leaked.
+//!
+//! Detached tables are chained through their own first item (upstream
+//! uses `struct page`'s list head, which Rust cannot reach without a
+//! shim). That is safe while a stale walk may still read them: a table is
+//! only detached once every entry in it is cleared (or, when a leaf
+//! replaces an empty subtree, holds only pointers to other detached
+//! tables), and the link word keeps bits 1:0 clear, which is a
+//! not-present entry in every format (ARM V, VT-d R/W, x86 P, AMD PR). So
+//! the gather needs no memory, never fails, never flushes early, and is a
+//! few words on the stack of every map and unmap (it used to carry an
+//! array, and moving it dominated single-page operations under TCG).
 
 use super::{TableMem, TablePage};
 
@@ -27,10 +38,9 @@ impl IotlbFlush for NoFlush {
     fn flush(&self, _iova: u64, _last: u64, _leaf_only: bool) {}
 }
 
-/// Detached tables held inline; a full gather syncs early rather than
-/// allocate (an unmap must not fail for lack of memory). Small, because a
-/// gather lives on the stack of every map and unmap.
-const MAX_FREED: usize = 16;
+/// End of the chain of detached tables: an address no table has, with
+/// bits 11:0 clear (a not-present entry).
+const END: u64 = !0xfff;
 
 /// Pending invalidation and table frees; see the module documentation.
 #[must_use = "page-table changes reach the IOMMU only when the gather is synced"]
@@ -40,10 +50,10 @@ pub struct Gather<'a, M: TableMem> {
     /// First and last IOVA to invalidate; `first > last` when empty.
     first: u64,
     last: u64,
-    /// Physical address of each detached table with its log2 size in the
-    /// low bits (tables are at least 64-byte aligned).
-    freed: [u64; MAX_FREED],
-    nfreed: usize,
+    /// The last detached table: its physical address with its log2 size
+    /// in bits 7:2 (tables are 4 KiB aligned at least); each table's item
+    /// 0 links to the previous one the same way; [`END`] ends the chain.
+    freed: u64,
     /// Invalidations issued so far (early syncs included), for tests and
     /// statistics.
     flushes: u32,
@@ -58,8 +68,7 @@ impl<'a, M: TableMem> Gather<'a, M> {
             flush,
             first: u64::MAX,
             last: 0,
-            freed: [0; MAX_FREED],
-            nfreed: 0,
+            freed: END,
             flushes: 0,
         }
     }
@@ -76,20 +85,20 @@ impl<'a, M: TableMem> Gather<'a, M> {
 
     /// Queues the detached table at `phys` of `2^size_lg2` bytes (whose VA
     /// span the caller has added with [`Self::add_range`]) to be freed
-    /// after the invalidation.
+    /// after the invalidation. Every entry of the table must be
+    /// not-present or point at another detached table.
     pub fn free_table(&mut self, phys: u64, size_lg2: u32) {
-        if self.nfreed == MAX_FREED {
-            self.sync_now();
-        }
-        if let Some(slot) = self.freed.get_mut(self.nfreed) {
-            *slot = phys | u64::from(size_lg2);
-            self.nfreed += 1;
-        }
+        let link = self.mem.phys_to_virt(phys);
+        // SAFETY: `phys` is a live table of `mem` that the caller detached,
+        // so only this gather writes it; the link is a not-present entry
+        // for any walker still holding a stale pointer (module docs).
+        unsafe { &*link }.store(self.freed, core::sync::atomic::Ordering::Relaxed);
+        self.freed = phys | u64::from(size_lg2) << 2;
     }
 
     /// True if nothing was recorded.
     pub fn is_empty(&self) -> bool {
-        self.first > self.last && self.nfreed == 0
+        self.first > self.last && self.freed == END
     }
 
     /// The pending range as `(first, last)`, if any.
@@ -107,18 +116,22 @@ impl<'a, M: TableMem> Gather<'a, M> {
             return;
         }
         if self.first <= self.last {
-            self.flush.flush(self.first, self.last, self.nfreed == 0);
+            self.flush.flush(self.first, self.last, self.freed == END);
             self.flushes += 1;
         }
-        for &slot in self.freed.iter().take(self.nfreed) {
-            if let Some(page) = TablePage::of(self.mem, slot & !63, (slot & 63) as u32) {
-                // SAFETY: the page was detached from the tree before it was
-                // queued and the invalidation above has completed, so
-                // neither the CPU nor the IOMMU can reach it.
-                unsafe { self.mem.free(page) };
-            }
+        while self.freed != END {
+            let (phys, size_lg2) = (self.freed & !0xfff, ((self.freed >> 2) & 63) as u32);
+            let Some(page) = TablePage::of(self.mem, phys, size_lg2) else {
+                break;
+            };
+            // SAFETY: item 0 of a queued table holds the link (see
+            // `free_table`); the table is still live.
+            self.freed = unsafe { page.virt.as_ref() }.load(core::sync::atomic::Ordering::Relaxed);
+            // SAFETY: the page was detached from the tree before it was
+            // queued and the invalidation above has completed, so neither
+            // the CPU nor the IOMMU can reach it.
+            unsafe { self.mem.free(page) };
         }
-        self.nfreed = 0;
         self.first = u64::MAX;
         self.last = 0;
     }
