@@ -302,11 +302,34 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
             Some(e) if oas >= 64 || e <= 1u64 << oas => {}
             _ => return Err(ERANGE),
         }
+        let attrs = self.fmt.attrs(prot)?;
+        // One leaf of exactly one item into existing tables (a single
+        // page, the DMA-API case, or one block): walked without the
+        // general machinery (`generic_pt`'s single-page path).
+        if let Some(level) = self.single_item_level(iova | oa, len) {
+            if let Some((it, idx)) = self.item_at(iova, level) {
+                let old = it.load(Ordering::Relaxed);
+                match self.fmt.load(level, idx, old) {
+                    Entry::Empty => {
+                        let lg2 = len.trailing_zeros();
+                        it.store(
+                            self.fmt.leaf_item(level, oa, lg2, 0, &attrs),
+                            Ordering::Relaxed,
+                        );
+                        fence(Ordering::Release);
+                        return Ok(());
+                    }
+                    Entry::Leaf { .. } => return Err(EADDRINUSE),
+                    // An (empty?) subtable: the general path decides.
+                    Entry::Table(_) => {}
+                }
+            }
+        }
         let mut st = MapState {
             va: iova,
             oa,
             end,
-            attrs: self.fmt.attrs(prot)?,
+            attrs,
         };
         let top = self.top.virt.as_ptr().cast_const();
         let items = self.fmt.top_items_lg2();
@@ -327,6 +350,74 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Writes `run` leaves of `2^lg2` bytes from item `idx`, entry by
+    /// entry, clearing empty subtables in the way (`EADDRINUSE` if one is
+    /// not empty or a leaf is there). `st` is current before anything can
+    /// fail, so a rollback unmaps exactly what was written.
+    fn map_entries<L: Level>(
+        &self,
+        table: *const AtomicU64,
+        idx: usize,
+        run: usize,
+        lg2: u32,
+        st: &mut MapState<F::Attrs>,
+        g: &mut Gather<'_, M>,
+    ) -> Result {
+        let count = 1usize << (lg2 - item_lg2::<F>(L::N));
+        for e in 0..run {
+            let first = idx + e * count;
+            self.clear_for_leaf::<L>(table, first, count, st.va, g)?;
+            for i in 0..count {
+                let pte = self.fmt.leaf_item(L::N, st.oa, lg2, i as u64, &st.attrs);
+                // SAFETY: the caller's run fits in the table.
+                unsafe { item(table, first + i) }.store(pte, Ordering::Relaxed);
+            }
+            st.va += 1 << lg2;
+            st.oa += 1 << lg2;
+        }
+        Ok(())
+    }
+
+    /// The level at which `len` is exactly one item and a leaf size this
+    /// table uses, if `addrs` (the addresses ORed) are aligned to it.
+    #[inline]
+    fn single_item_level(&self, addrs: u64, len: u64) -> Option<u32> {
+        if !len.is_power_of_two() || addrs & (len - 1) != 0 || len & self.pgsize_mask == 0 {
+            return None;
+        }
+        let lg2 = len.trailing_zeros();
+        let level = lg2.checked_sub(F::GRANULE_LG2)? / F::ITEMS_LG2;
+        (item_lg2::<F>(level) == lg2
+            && level <= self.fmt.top_level()
+            && self.fmt.leaf_sizes(level) & len != 0)
+            .then_some(level)
+    }
+
+    /// The item for `iova` at `level` and its index, if every table above
+    /// it exists (`None` when a level above is empty or holds a leaf).
+    #[inline]
+    fn item_at(&self, iova: u64, level: u32) -> Option<(&AtomicU64, usize)> {
+        let mut cur = self.fmt.top_level();
+        let mut table = self.top.virt.as_ptr().cast_const();
+        let mut items = self.fmt.top_items_lg2();
+        loop {
+            let idx = (iova >> item_lg2::<F>(cur)) as usize & ((1usize << items) - 1);
+            // SAFETY: idx is masked to the table's item count.
+            let it = unsafe { item(table, idx) };
+            if cur == level {
+                return Some((it, idx));
+            }
+            match self.fmt.load(cur, idx, it.load(Ordering::Acquire)) {
+                Entry::Table(pa) if cur > 0 => {
+                    table = self.mem.phys_to_virt(pa);
+                    items = F::ITEMS_LG2;
+                    cur -= 1;
+                }
+                _ => return None,
+            }
+        }
     }
 
     /// Installs a new zeroed table in `it` (which held `old`) unless a
@@ -367,30 +458,33 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
                     if run == 0 {
                         return Err(EINVAL);
                     }
-                    // Write the run with the position in registers; `st`
-                    // is brought up to date before anything can fail so
-                    // a rollback unmaps exactly what was written.
-                    let size = 1u64 << lg2;
-                    let (mut va, mut oa) = (st.va, st.oa);
-                    for e in 0..run {
-                        let first = idx + e * count;
-                        // SAFETY: run_len keeps first + count <= n.
-                        let busy = (first..first + count)
-                            .any(|i| unsafe { item(table, i) }.load(Ordering::Relaxed) != 0);
-                        if busy {
-                            (st.va, st.oa) = (va, oa);
-                            self.clear_for_leaf::<L>(table, first, count, va, g)?;
+                    let items = run << shift;
+                    let free = (idx..idx + items).all(|i| {
+                        // SAFETY: run_len
+                        // keeps idx + items <= n.
+                        let it = unsafe { item(table, i) };
+                        it.load(Ordering::Relaxed) == 0
+                    });
+                    if free {
+                        // The common case: nothing in the way, only stores.
+                        let mut oa = st.oa;
+                        let mut at = idx;
+                        for _ in 0..run {
+                            for i in 0..count {
+                                let pte = self.fmt.leaf_item(L::N, oa, lg2, i as u64, &st.attrs);
+                                // SAFETY: see above.
+                                unsafe { item(table, at + i) }.store(pte, Ordering::Relaxed);
+                            }
+                            oa = oa.wrapping_add(1 << lg2);
+                            at += count;
                         }
-                        for i in 0..count {
-                            let pte = self.fmt.leaf_item(L::N, oa, lg2, i as u64, &st.attrs);
-                            // SAFETY: as above.
-                            unsafe { item(table, first + i) }.store(pte, Ordering::Relaxed);
-                        }
-                        va += size;
-                        oa += size;
+                        let bytes = (run as u64) << lg2;
+                        st.va += bytes;
+                        st.oa += bytes;
+                    } else {
+                        self.map_entries::<L>(table, idx, run, lg2, st, g)?;
                     }
-                    (st.va, st.oa) = (va, oa);
-                    idx += run * count;
+                    idx += items;
                 }
                 _ => {
                     if L::N == 0 {
@@ -498,6 +592,20 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
         let Ok(end) = self.check_range(iova, len) else {
             return 0;
         };
+        if let Some(level) = self.single_item_level(iova, len) {
+            if let Some((it, idx)) = self.item_at(iova, level) {
+                match self.fmt.load(level, idx, it.load(Ordering::Relaxed)) {
+                    Entry::Empty => return 0,
+                    Entry::Leaf { size_lg2, .. } if size_lg2 == len.trailing_zeros() => {
+                        it.store(0, Ordering::Relaxed);
+                        g.add_range(iova, len);
+                        return len;
+                    }
+                    // A contiguous entry or a subtable: the general rules.
+                    _ => {}
+                }
+            }
+        }
         let mut st = UnmapState {
             va: iova,
             end,
@@ -531,8 +639,10 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
         // and around the descent. Leaves cleared here are flushed as one
         // range (holes inside it cost nothing to invalidate).
         let mut va = st.va;
+        let end = st.end;
+        let mut unmapped = 0u64;
         let mut cleared: Option<(u64, u64)> = None;
-        while va < st.end && idx < n {
+        while va < end && idx < n {
             // SAFETY: idx < n.
             let it = unsafe { item(table, idx) };
             let item_va = va & !(isz - 1);
@@ -542,9 +652,23 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
                     idx += 1;
                 }
                 Entry::Leaf { size_lg2, .. } => {
+                    // Only the first step can land inside a leaf.
+                    if size_lg2 == ilg2 {
+                        // One item: a constant stride, so the next load
+                        // need not wait for this entry's decode.
+                        if va & (isz - 1) != 0 {
+                            st.stop = true;
+                            break;
+                        }
+                        it.store(0, Ordering::Relaxed);
+                        cleared = Some((cleared.map_or(va, |c| c.0), va + isz));
+                        unmapped += isz;
+                        va += isz;
+                        idx += 1;
+                        continue;
+                    }
                     let size = 1u64 << size_lg2;
                     if va & (size - 1) != 0 {
-                        // Only the first step can land inside a leaf.
                         st.stop = true;
                         break;
                     }
@@ -554,13 +678,14 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
                         unsafe { item(table, i) }.store(0, Ordering::Relaxed);
                     }
                     cleared = Some((cleared.map_or(va, |c| c.0), va + size));
-                    st.unmapped += size;
+                    unmapped += size;
                     va += size;
                     idx += count;
                 }
                 Entry::Table(pa) => {
-                    let covered = va == item_va && st.end - item_va >= isz;
+                    let covered = va == item_va && end - item_va >= isz;
                     st.va = va;
+                    st.unmapped += core::mem::take(&mut unmapped);
                     self.unmap_lvl::<L::Lower>(self.mem.phys_to_virt(pa), F::ITEMS_LG2, st, g);
                     va = st.va;
                     if st.stop {
@@ -577,8 +702,9 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
             }
         }
         st.va = va;
-        if let Some((first, end)) = cleared {
-            g.add_range(first, end - first);
+        st.unmapped += unmapped;
+        if let Some((first, last_end)) = cleared {
+            g.add_range(first, last_end - first);
         }
     }
 
