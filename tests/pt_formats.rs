@@ -342,34 +342,38 @@ fn arm_cfg(stage: arm::Stage, ias: u32, contiguous: bool) -> arm::VmsaConfig {
     c
 }
 
+/// One ARM configuration against the model, walked by the ARM walker.
+fn arm_model<G: arm::Granule>(
+    s2: bool,
+    ias: u32,
+    contig: bool,
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
+    let stage = if s2 { arm::Stage::S2 } else { arm::Stage::S1 };
+    let f = Vmsa::<G>::new(arm_cfg(stage, ias, contig)).unwrap();
+    let o = arm_oracle(&f, false);
+    run_model(f, &o, ops)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn arm_4k_matches_model(s2 in any::<bool>(), ias in prop_oneof![Just(32u32), Just(39), Just(40), Just(48)],
                             contig in any::<bool>(), ops in prop::collection::vec(op_strategy(), 1..40)) {
-        let stage = if s2 { arm::Stage::S2 } else { arm::Stage::S1 };
-        let f = Vmsa::<Gran4K>::new(arm_cfg(stage, ias, contig)).unwrap();
-        let o = arm_oracle(&f, false);
-        run_model(f, &o, &ops)?;
+        arm_model::<Gran4K>(s2, ias, contig, &ops)?;
     }
 
     #[test]
     fn arm_16k_matches_model(s2 in any::<bool>(), ias in prop_oneof![Just(36u32), Just(47), Just(48)],
                              contig in any::<bool>(), ops in prop::collection::vec(op_strategy(), 1..30)) {
-        let stage = if s2 { arm::Stage::S2 } else { arm::Stage::S1 };
-        let f = Vmsa::<Gran16K>::new(arm_cfg(stage, ias, contig)).unwrap();
-        let o = arm_oracle(&f, false);
-        run_model(f, &o, &ops)?;
+        arm_model::<Gran16K>(s2, ias, contig, &ops)?;
     }
 
     #[test]
     fn arm_64k_matches_model(s2 in any::<bool>(), ias in prop_oneof![Just(32u32), Just(42), Just(48)],
                              contig in any::<bool>(), ops in prop::collection::vec(op_strategy(), 1..30)) {
-        let stage = if s2 { arm::Stage::S2 } else { arm::Stage::S1 };
-        let f = Vmsa::<Gran64K>::new(arm_cfg(stage, ias, contig)).unwrap();
-        let o = arm_oracle(&f, false);
-        run_model(f, &o, &ops)?;
+        arm_model::<Gran64K>(s2, ias, contig, &ops)?;
     }
 
     #[test]
