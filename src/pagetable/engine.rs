@@ -169,6 +169,14 @@ const fn item_lg2<F: Format>(level: u32) -> u32 {
     F::GRANULE_LG2 + F::ITEMS_LG2 * level
 }
 
+/// True if the hardware can reach `page`: table pointers carry output
+/// addresses, so a table above the output size would be truncated into
+/// someone else's memory (io-pgtable-arm refuses such pages too).
+fn reachable<F: Format>(fmt: &F, page: &TablePage) -> bool {
+    let oas = fmt.oasz_lg2();
+    oas >= 64 || page.phys.saturating_add(1u64 << page.size_lg2) <= 1u64 << oas
+}
+
 /// Item `idx` of the table at `table`.
 ///
 /// # Safety
@@ -217,6 +225,8 @@ pub struct PageTable<F: Format, M: TableMem> {
     top: TablePage,
     /// Leaf sizes the owner allows (a capability, a user option).
     pgsize_mask: u64,
+    /// Alignment every map needs: the smallest size in use.
+    min_mask: u64,
 }
 
 impl<F: Format, M: TableMem> PageTable<F, M> {
@@ -226,18 +236,32 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
             return Err(EINVAL);
         }
         let top = mem.alloc((fmt.top_items_lg2() + 3).max(6)).ok_or(ENOMEM)?;
-        Ok(Self {
+        if !reachable(&fmt, &top) {
+            // SAFETY: never published.
+            unsafe { mem.free(top) };
+            return Err(ENOMEM);
+        }
+        let mut pt = Self {
             fmt,
             mem,
             top,
             pgsize_mask: u64::MAX,
-        })
+            min_mask: 0,
+        };
+        pt.set_pgsize_mask(u64::MAX);
+        Ok(pt)
     }
 
     /// Restricts the leaf sizes used from now on (page sizes a capability
     /// register or a user option leaves).
     pub fn set_pgsize_mask(&mut self, mask: u64) {
         self.pgsize_mask = mask;
+        let b = self.pgsize_bitmap();
+        self.min_mask = if b == 0 {
+            u64::MAX
+        } else {
+            b & b.wrapping_neg()
+        } - 1;
     }
 
     /// The format.
@@ -293,8 +317,14 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
     /// through `g`. All or nothing: on failure what this call mapped is
     /// unmapped again.
     pub fn map(&self, iova: u64, oa: u64, len: u64, prot: u32, g: &mut Gather<'_, M>) -> Result {
+        if !g.belongs_to(&self.mem) {
+            crate::warn_once!("iommufd_rs: a page-table gather used with another table");
+            return Err(EINVAL);
+        }
         let end = self.check_range(iova, len)?;
-        if oa & ((1u64 << F::GRANULE_LG2) - 1) != 0 {
+        // Aligned to the smallest size in use, so no table is installed
+        // for a map that cannot finish.
+        if (iova | oa | len) & self.min_mask != 0 {
             return Err(EINVAL);
         }
         let oas = self.fmt.oasz_lg2();
@@ -422,15 +452,20 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
 
     /// Installs a new zeroed table in `it` (which held `old`) unless a
     /// concurrent mapper got there first; returns the table in place.
-    fn install_table<L: Level>(&self, it: &AtomicU64, old: u64) -> Result<u64> {
+    fn install_table<L: Level>(&self, it: &AtomicU64, idx: usize, old: u64) -> Result<u64> {
         let page = self.mem.alloc(F::ITEMS_LG2 + 3).ok_or(ENOMEM)?;
+        if !reachable(&self.fmt, &page) {
+            // SAFETY: never published.
+            unsafe { self.mem.free(page) };
+            return Err(ENOMEM);
+        }
         let pte = self.fmt.table_entry(L::N, page.phys);
         match it.compare_exchange(old, pte, Ordering::Release, Ordering::Acquire) {
             Ok(_) => Ok(page.phys),
             Err(cur) => {
                 // SAFETY: the page was never published.
                 unsafe { self.mem.free(page) };
-                match self.fmt.load(L::N, 0, cur) {
+                match self.fmt.load(L::N, idx, cur) {
                     Entry::Table(pa) => Ok(pa),
                     _ => Err(EADDRINUSE),
                 }
@@ -495,7 +530,7 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
                     let it = unsafe { item(table, idx) };
                     let old = it.load(Ordering::Acquire);
                     let child = match self.fmt.load(L::N, idx, old) {
-                        Entry::Empty => self.install_table::<L>(it, old)?,
+                        Entry::Empty => self.install_table::<L>(it, idx, old)?,
                         Entry::Table(pa) => pa,
                         Entry::Leaf { .. } => return Err(EADDRINUSE),
                     };
@@ -587,8 +622,13 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
     /// upstream's rules: a range that starts inside a leaf unmaps nothing;
     /// a leaf that starts inside the range is removed whole (so the result
     /// can exceed `len`); tables the range covers entirely are freed
-    /// through `g`. Holes are skipped.
+    /// through `g`; a hole ends the unmap (the bytes so far are returned),
+    /// and so does a range outside the input space (nothing is unmapped).
     pub fn unmap(&self, iova: u64, len: u64, g: &mut Gather<'_, M>) -> u64 {
+        if !g.belongs_to(&self.mem) {
+            crate::warn_once!("iommufd_rs: a page-table gather used with another table");
+            return 0;
+        }
         let Ok(end) = self.check_range(iova, len) else {
             return 0;
         };
@@ -648,8 +688,10 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
             let item_va = va & !(isz - 1);
             match self.fmt.load(L::N, idx, it.load(Ordering::Relaxed)) {
                 Entry::Empty => {
-                    va = item_va + isz;
-                    idx += 1;
+                    // A hole ends the unmap, as upstream (`-EINVAL` from
+                    // `__unmap_range`, the bytes so far returned).
+                    st.stop = true;
+                    break;
                 }
                 Entry::Leaf { size_lg2, .. } => {
                     // Only the first step can land inside a leaf.
@@ -667,6 +709,9 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
                         idx += 1;
                         continue;
                     }
+                    // A leaf never decodes smaller than its item (a
+                    // corrupt one is treated as one item).
+                    let size_lg2 = size_lg2.max(ilg2);
                     let size = 1u64 << size_lg2;
                     if va & (size - 1) != 0 {
                         st.stop = true;
@@ -836,7 +881,7 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
         g: &mut Gather<'_, M>,
         mut f: impl FnMut(u64, u64),
     ) {
-        if len == 0 {
+        if len == 0 || !g.belongs_to(&self.mem) {
             return;
         }
         let last = iova.saturating_add(len - 1);

@@ -18,8 +18,7 @@
 //! tables), and the link word keeps bits 1:0 clear, which is a
 //! not-present entry in every format (ARM V, VT-d R/W, x86 P, AMD PR). So
 //! the gather needs no memory, never fails, never flushes early, and is a
-//! few words on the stack of every map and unmap (it used to carry an
-//! array, and moving it dominated single-page operations under TCG).
+//! few words on the stack of every map and unmap.
 
 use super::{TableMem, TablePage};
 
@@ -54,8 +53,7 @@ pub struct Gather<'a, M: TableMem> {
     /// in bits 7:2 (tables are 4 KiB aligned at least); each table's item
     /// 0 links to the previous one the same way; [`END`] ends the chain.
     freed: u64,
-    /// Invalidations issued so far (early syncs included), for tests and
-    /// statistics.
+    /// Invalidations issued so far, for tests and statistics.
     flushes: u32,
 }
 
@@ -94,6 +92,12 @@ impl<'a, M: TableMem> Gather<'a, M> {
         // for any walker still holding a stale pointer (module docs).
         unsafe { &*link }.store(self.freed, core::sync::atomic::Ordering::Relaxed);
         self.freed = phys | u64::from(size_lg2) << 2;
+    }
+
+    /// True if this gather frees into `mem` (a table only accepts its own
+    /// gathers: the links go into its tables).
+    pub fn belongs_to(&self, mem: &M) -> bool {
+        core::ptr::eq(self.mem, mem)
     }
 
     /// True if nothing was recorded.

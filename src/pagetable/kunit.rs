@@ -6,7 +6,7 @@
 //!
 //! * **round trips** for every format: map a mix of page sizes, compare
 //!   `iova_to_phys` and the driver's *walker model* (reading the tables
-//!   through [`PtMem`]'s [`PhysMem`], as the IOMMU would) with what was
+//!   through a [`KernelPhys`] view, as the IOMMU would) with what was
 //!   mapped, unmap, and check that nothing translates any more;
 //! * **no leaks**: every table the engine allocates is freed again, also
 //!   when an allocation fails half-way;
@@ -30,6 +30,13 @@ mod tests {
     use crate::pagetable::{PROT_CACHE, PROT_READ, PROT_WRITE};
     use crate::platform::PtMem;
     use core::sync::atomic::{AtomicI64, Ordering};
+
+    /// The walkers' view of physical memory.
+    fn phys() -> crate::platform::KernelPhys {
+        // SAFETY: these tests walk only tables they built and keep alive
+        // for the walk (ours, and io-pgtable's in the differential test).
+        unsafe { crate::platform::KernelPhys::new() }
+    }
 
     const K4: u64 = 1 << 12;
     const M2: u64 = 1 << 21;
@@ -315,9 +322,7 @@ mod tests {
             } else {
                 arm::Access::read(true)
             };
-            arm::walk(&PtMem::new(), &cfg, iova, access)
-                .ok()
-                .map(|t| t.pa)
+            arm::walk(&phys(), &cfg, iova, access).ok().map(|t| t.pa)
         }
     }
 
@@ -377,7 +382,7 @@ mod tests {
             bad
         );
         for iova in [cases[6].iova + 5 * K4, cases[7].iova + 7 * M2 + 3] {
-            let t = arm::walk(&PtMem::new(), &cfg, iova, arm::Access::read(true));
+            let t = arm::walk(&phys(), &cfg, iova, arm::Access::read(true));
             ensure!(
                 matches!(t, Ok(t) if t.contiguous),
                 "walker does not see a contiguous group at {:#x}: {:?}",
@@ -437,9 +442,7 @@ mod tests {
                 exec: false,
                 supervisor: false,
             };
-            vtd::walk_ss(&PtMem::new(), &cfg, iova, access)
-                .ok()
-                .map(|t| t.pa)
+            vtd::walk_ss(&phys(), &cfg, iova, access).ok().map(|t| t.pa)
         };
         let cases = mix_4k(1 << 46, 1 << 40, PROT_READ | PROT_WRITE, PROT_READ);
         round_trip("vtd-ss-48", &pt, &cases, &oracle)
@@ -470,9 +473,7 @@ mod tests {
                 exec: false,
                 supervisor: false,
             };
-            vtd::walk_fs(&PtMem::new(), &cfg, iova, access)
-                .ok()
-                .map(|t| t.pa)
+            vtd::walk_fs(&phys(), &cfg, iova, access).ok().map(|t| t.pa)
         };
         // The lower canonical half only: below 2^47.
         let cases = mix_4k(1 << 45, 1 << 40, PROT_READ | PROT_WRITE, PROT_READ);
@@ -520,7 +521,7 @@ mod tests {
     fn mock_amdv1_round_trip() -> TResult {
         let pt = setup(PageTable::new(AmdV1Mock, PtMem::new()), "table")?;
         let top = pt.top_phys();
-        let oracle = move |iova, write| amdv1_walk(&PtMem::new(), top, iova, write);
+        let oracle = move |iova, write| amdv1_walk(&phys(), top, iova, write);
         const K2: u64 = 1 << 11;
         let (rw, ro) = (PROT_READ | PROT_WRITE, PROT_READ);
         let d = 1u64 << 40;
@@ -779,7 +780,7 @@ mod tests {
             ttb: iop.ttbr(),
             ..ours_cfg
         };
-        let mem = PtMem::new();
+        let mem = phys();
         let walk = |cfg: &arm::WalkConfig, iova, access| arm::walk(&mem, cfg, iova, access);
 
         let prots = [

@@ -1006,9 +1006,18 @@ impl<T: Unpin> LeafMutex<T> {
 /// Page-table memory: zeroed pages from the page allocator (charged to
 /// the caller's memcg, as upstream's `iommu_alloc_pages`), addressed
 /// through the direct map.
+///
+/// x86-64 only for now: the direct map is `virt = __va(0) + phys` there
+/// (arm64 needs `PAGE_OFFSET - PHYS_OFFSET` and a `dma_wmb()` before a
+/// table is published, which come with the SMMUv3 driver on arm64), and
+/// table orders assume 4 KiB pages.
 pub struct PtMem {
     base: u64,
 }
+
+#[cfg(not(CONFIG_X86_64))]
+compile_error!("platform::PtMem assumes the x86-64 direct map (see its documentation)");
+const _: () = assert!(kernel::page::PAGE_SHIFT == 12, "PtMem assumes 4 KiB pages");
 
 impl PtMem {
     /// An allocator over the direct map.
@@ -1046,7 +1055,9 @@ unsafe impl crate::pagetable::TableMem for PtMem {
     unsafe fn free(&self, page: crate::pagetable::TablePage) {
         // SAFETY: the caller guarantees `page` came from `alloc` (whose
         // order is size_lg2 - 12) and is unreferenced.
-        unsafe { iommufd_rs_pages_free(page.virt.as_ptr().cast(), page.size_lg2 - 12) }
+        unsafe {
+            iommufd_rs_pages_free(page.virt.as_ptr().cast(), page.size_lg2.saturating_sub(12))
+        }
     }
 
     fn phys_to_virt(&self, pa: u64) -> *const core::sync::atomic::AtomicU64 {
@@ -1054,24 +1065,43 @@ unsafe impl crate::pagetable::TableMem for PtMem {
     }
 }
 
-impl crate::pagetable::PhysMem for PtMem {
+/// Physical memory as a walker model reads it in the kernel (KUnit): a
+/// view of the direct map.
+pub struct KernelPhys {
+    base: u64,
+}
+
+impl KernelPhys {
+    /// A view for walker models.
+    ///
+    /// # Safety
+    ///
+    /// Every physical address read or updated through the view must lie in
+    /// a live page-table page (tables the caller built and keeps alive, or
+    /// io-pgtable's) for as long as the view is used.
+    pub unsafe fn new() -> Self {
+        // SAFETY: no preconditions; returns a constant.
+        let base = unsafe { iommufd_rs_direct_map_base() };
+        Self { base }
+    }
+
+    fn word(&self, pa: u64) -> &core::sync::atomic::AtomicU64 {
+        let p = self.base.wrapping_add(pa) as usize as *const core::sync::atomic::AtomicU64;
+        // SAFETY: `new`'s caller guarantees `pa` is in a live table page,
+        // which the direct map maps at `base + pa`.
+        unsafe { &*p }
+    }
+}
+
+impl crate::pagetable::PhysMem for KernelPhys {
     fn read_u64(&self, pa: u64) -> Option<u64> {
-        use crate::pagetable::TableMem;
-        // SAFETY: walkers only follow addresses of live tables of this
-        // allocator (KUnit builds the tables it walks).
-        Some(unsafe { &*self.phys_to_virt(pa) }.load(core::sync::atomic::Ordering::Relaxed))
+        Some(self.word(pa).load(core::sync::atomic::Ordering::Relaxed))
     }
 
     fn cmpxchg_u64(&self, pa: u64, old: u64, new: u64) -> bool {
-        use crate::pagetable::TableMem;
-        // SAFETY: as in `read_u64`.
-        unsafe { &*self.phys_to_virt(pa) }
-            .compare_exchange(
-                old,
-                new,
-                core::sync::atomic::Ordering::Relaxed,
-                core::sync::atomic::Ordering::Relaxed,
-            )
+        use core::sync::atomic::Ordering::Relaxed;
+        self.word(pa)
+            .compare_exchange(old, new, Relaxed, Relaxed)
             .is_ok()
     }
 }

@@ -692,7 +692,7 @@ impl<T> LeafMutex<T> {
 /// Simulated physical memory for page tables on the host.
 ///
 /// Tables live in one arena whose "physical" addresses start at
-/// [`PtMem::PHYS_BASE`], unrelated to their host addresses, so code that
+/// [`PtMem::PHYS_BASE`] (or another base), unrelated to their host addresses, so code that
 /// confuses the two fails; walker models read through [`PhysMem`], which
 /// only answers for live tables, so a walk into a freed table is caught.
 /// Counters expose leaks, and allocation failures can be injected.
@@ -700,6 +700,7 @@ impl<T> LeafMutex<T> {
 /// [`PhysMem`]: crate::pagetable::PhysMem
 pub struct PtMem {
     base: std::ptr::NonNull<u8>,
+    phys_base: u64,
     cap: usize,
     arena: Mutex<PtArena>,
     live: std::sync::atomic::AtomicUsize,
@@ -735,6 +736,12 @@ impl PtMem {
 
     /// An arena of `cap` bytes (reserved lazily by the host allocator).
     pub fn with_capacity(cap: usize) -> Self {
+        Self::at(Self::PHYS_BASE, cap)
+    }
+
+    /// An arena of `cap` bytes at simulated physical address `phys_base`
+    /// (4 KiB aligned), to place tables where a format cannot reach them.
+    pub fn at(phys_base: u64, cap: usize) -> Self {
         let layout = std::alloc::Layout::from_size_align(cap, Self::ALIGN)
             .unwrap_or_else(|_| std::process::abort());
         // SAFETY: the layout has a non-zero size.
@@ -743,6 +750,7 @@ impl PtMem {
             std::ptr::NonNull::new(p).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
         Self {
             base,
+            phys_base,
             cap,
             arena: Mutex::new(PtArena::default()),
             live: std::sync::atomic::AtomicUsize::new(0),
@@ -772,7 +780,7 @@ impl PtMem {
 
     /// True if `pa..pa + 8` lies in a live table.
     fn is_live(&self, pa: u64) -> Option<usize> {
-        let off = usize::try_from(pa.checked_sub(Self::PHYS_BASE)?).ok()?;
+        let off = usize::try_from(pa.checked_sub(self.phys_base)?).ok()?;
         let a = self.arena();
         let (&start, &lg2) = a.live.range(..=off).next_back()?;
         (off + 8 <= start + (1usize << lg2) && pa.is_multiple_of(8)).then_some(off)
@@ -843,13 +851,13 @@ unsafe impl crate::pagetable::TableMem for PtMem {
         self.live.fetch_add(1, Relaxed);
         Some(crate::pagetable::TablePage {
             virt: self.word(off).into(),
-            phys: Self::PHYS_BASE + off as u64,
+            phys: self.phys_base + off as u64,
             size_lg2,
         })
     }
 
     unsafe fn free(&self, page: crate::pagetable::TablePage) {
-        let off = (page.phys - Self::PHYS_BASE) as usize;
+        let off = (page.phys - self.phys_base) as usize;
         let mut a = self.arena();
         if a.live.remove(&off) != Some(page.size_lg2) {
             a.double_frees += 1;
@@ -865,7 +873,7 @@ unsafe impl crate::pagetable::TableMem for PtMem {
     }
 
     fn phys_to_virt(&self, pa: u64) -> *const std::sync::atomic::AtomicU64 {
-        let off = pa.wrapping_sub(Self::PHYS_BASE) as usize;
+        let off = pa.wrapping_sub(self.phys_base) as usize;
         self.base.as_ptr().wrapping_add(off).cast()
     }
 }

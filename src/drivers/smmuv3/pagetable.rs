@@ -205,7 +205,7 @@ impl<G: Granule> Vmsa<G> {
         if !(25..=max).contains(&cfg.ias) || ![32, 36, 40, 42, 44, 48, 52].contains(&cfg.oas) {
             return Err(EINVAL);
         }
-        if cfg.oas > max || (cfg.stage == Stage::S1 && cfg.dbm && cfg.oas == 52 && G::LG2 != 16) {
+        if cfg.oas > max {
             return Err(EINVAL);
         }
         let (levels, mut top_bits) = geometry::<G>(cfg.ias);
@@ -218,8 +218,10 @@ impl<G: Granule> Vmsa<G> {
                 12 if start == 0 => cfg.oas == 40 || cfg.oas == 42,
                 _ => false,
             };
-            // At most 16 concatenated tables.
-            if top_bits <= 4 && (mandatory || cfg.prefer_concat) {
+            // At most 16 concatenated tables; a 4K-granule stage 2 cannot
+            // start at level 3 (SL0 has no encoding for it without TTST).
+            let to_l3_4k = G::LG2 == 12 && top_level == 1;
+            if top_bits <= 4 && (mandatory || cfg.prefer_concat) && !to_l3_4k {
                 top_level -= 1;
                 top_bits += bits_per_level::<G>();
             }
@@ -380,7 +382,8 @@ impl<G: Granule> Format for Vmsa<G> {
         let mut size_lg2 = item;
         if pte & CONT != 0 {
             let c = Self::cont_lg2(level);
-            oa -= ((index as u64) & ((1u64 << c) - 1)) << item;
+            // Wrapping: a corrupt group member must not panic the kernel.
+            oa = oa.wrapping_sub(((index as u64) & ((1u64 << c) - 1)) << item);
             size_lg2 += c;
         }
         Entry::Leaf { oa, size_lg2 }

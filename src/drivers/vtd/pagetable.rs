@@ -228,8 +228,9 @@ impl Format for VtdFs {
 
     #[inline(always)]
     fn top_items_lg2(&self) -> u32 {
-        // Only the lower (non-negative) canonical half maps IOVAs.
-        8
+        // A full (4 KiB, 4 KiB-aligned) table, of which only the lower
+        // canonical half maps IOVAs (`vasz_lg2`).
+        9
     }
 
     #[inline(always)]
