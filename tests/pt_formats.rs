@@ -178,6 +178,30 @@ enum Op {
     UnmapInside {
         pick: u8,
     },
+    /// A device write somewhere in a leaf.
+    Write {
+        pick: u8,
+        off: u16,
+    },
+    /// Read (and clear unless `no_clear`) the dirty leaves.
+    ReadDirty {
+        no_clear: bool,
+    },
+}
+
+/// How leaves get dirty in the model test.
+enum Dirty<'a> {
+    /// The format (or this configuration) tracks nothing.
+    Off,
+    /// A device write through the walker model with hardware A/D updates
+    /// (ARM HTTU, VT-d SSADE); `built_dirty` when writable leaves start
+    /// dirty (ARM DBM).
+    Hw {
+        write: Oracle<'a>,
+        built_dirty: bool,
+    },
+    /// The engine's `set_dirty` (the mock selftest's `DIRTY` op).
+    Engine,
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
@@ -186,13 +210,24 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             .prop_map(|(size, n, k, oa, skew)| Op::Map { size, n, k, oa, skew }),
         3 => (any::<u8>(), 1u8..8, 0u8..24).prop_map(|(size, n, k)| Op::Unmap { size, n, k }),
         1 => any::<u8>().prop_map(|pick| Op::UnmapInside { pick }),
+        2 => (any::<u8>(), any::<u16>()).prop_map(|(pick, off)| Op::Write { pick, off }),
+        1 => any::<bool>().prop_map(|no_clear| Op::ReadDirty { no_clear }),
     ]
 }
 
 /// Runs `ops` on a fresh table of `fmt` against the leaf model, checking
-/// every leaf with the engine and the oracle after each step.
-fn run_model<F: Format>(fmt: F, oracle: Oracle<'_>, ops: &[Op]) -> Result<(), TestCaseError> {
+/// every leaf with the engine and the oracle after each step, and the
+/// dirty leaves against the model's whenever they are read.
+fn run_model<F: Format>(
+    fmt: F,
+    oracle: Oracle<'_>,
+    dirty: Dirty<'_>,
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
     let mem = PtMem::with_capacity(256 << 20);
+    // Checks write only where a write cannot change the dirty state.
+    let check_write = matches!(dirty, Dirty::Off);
+    let mut dirty_set = std::collections::BTreeSet::new();
     let has_oracle = oracle(&mem, 0, 0, false) != Err("no walker".into());
     let vas = fmt.vasz_lg2();
     let oas = fmt.oasz_lg2();
@@ -258,6 +293,15 @@ fn run_model<F: Format>(fmt: F, oracle: Oracle<'_>, ops: &[Op]) -> Result<(), Te
                 if got.is_ok() {
                     for (i, o, s) in model_leaves(bitmap, iova, oa, len) {
                         model.insert(i, (o, s));
+                        if matches!(
+                            dirty,
+                            Dirty::Hw {
+                                built_dirty: true,
+                                ..
+                            }
+                        ) {
+                            dirty_set.insert(i);
+                        }
                     }
                 } else {
                     prop_assert_eq!(leaves(&pt), before, "failed map changed the table");
@@ -280,6 +324,7 @@ fn run_model<F: Format>(fmt: F, oracle: Oracle<'_>, ops: &[Op]) -> Result<(), Te
                             let Some((_, l)) = model.remove(&at) else {
                                 break;
                             };
+                            dirty_set.remove(&at);
                             gone += l;
                             at += l;
                         }
@@ -287,6 +332,33 @@ fn run_model<F: Format>(fmt: F, oracle: Oracle<'_>, ops: &[Op]) -> Result<(), Te
                     }
                 };
                 prop_assert_eq!(unmap(&pt, a, len), want, "unmap {:?}", op);
+            }
+            Op::Write { pick, off } => {
+                let Some((&i, &(o, l))) = model.iter().nth(pick as usize % model.len().max(1))
+                else {
+                    continue;
+                };
+                let at = i + (u64::from(off) * g) % l;
+                match &dirty {
+                    Dirty::Off => continue,
+                    Dirty::Hw { write, .. } => {
+                        prop_assert_eq!(write(&mem, pt.top_phys(), at, true), Ok(o + (at - i)));
+                    }
+                    Dirty::Engine => prop_assert!(pt.set_dirty(at)),
+                }
+                dirty_set.insert(i);
+            }
+            Op::ReadDirty { no_clear } => {
+                let mut got = Vec::new();
+                let mut gth = pt.gather(&NoFlush);
+                let span = (1u64 << vas.min(63)) - base;
+                pt.read_and_clear_dirty(base, span, no_clear, &mut gth, |i, l| got.push((i, l)));
+                gth.sync();
+                let want: Vec<(u64, u64)> = dirty_set.iter().map(|i| (*i, model[i].1)).collect();
+                prop_assert_eq!(got, want, "dirty leaves");
+                if !no_clear {
+                    dirty_set.clear();
+                }
             }
             Op::UnmapInside { pick } => {
                 // A range starting inside a leaf unmaps nothing.
@@ -306,7 +378,7 @@ fn run_model<F: Format>(fmt: F, oracle: Oracle<'_>, ops: &[Op]) -> Result<(), Te
                 prop_assert_eq!(pt.iova_to_phys(at), Some(want));
                 if has_oracle {
                     prop_assert_eq!(
-                        oracle(&mem, pt.top_phys(), at, true),
+                        oracle(&mem, pt.top_phys(), at, check_write),
                         Ok(want),
                         "walker at {:#x}",
                         at
@@ -361,12 +433,24 @@ fn arm_model<G: arm::Granule>(
     s2: bool,
     ias: u32,
     contig: bool,
+    dbm: bool,
     ops: &[Op],
 ) -> Result<(), TestCaseError> {
     let stage = if s2 { arm::Stage::S2 } else { arm::Stage::S1 };
-    let f = Vmsa::<G>::new(arm_cfg(stage, ias, contig)).unwrap();
+    let mut c = arm_cfg(stage, ias, contig);
+    c.dbm = dbm;
+    let f = Vmsa::<G>::new(c).unwrap();
     let o = arm_oracle(&f, false);
-    run_model(f, &o, ops)
+    let hw = arm_oracle(&f, true);
+    let dirty = if dbm {
+        Dirty::Hw {
+            write: &hw,
+            built_dirty: true,
+        }
+    } else {
+        Dirty::Off
+    };
+    run_model(f, &o, dirty, ops)
 }
 
 proptest! {
@@ -374,40 +458,43 @@ proptest! {
 
     #[test]
     fn arm_4k_matches_model(s2 in any::<bool>(), ias in prop_oneof![Just(32u32), Just(39), Just(40), Just(48)],
-                            contig in any::<bool>(), ops in prop::collection::vec(op_strategy(), 1..40)) {
-        arm_model::<Gran4K>(s2, ias, contig, &ops)?;
+                            contig in any::<bool>(), dbm in any::<bool>(), ops in prop::collection::vec(op_strategy(), 1..40)) {
+        arm_model::<Gran4K>(s2, ias, contig, dbm, &ops)?;
     }
 
     #[test]
     fn arm_16k_matches_model(s2 in any::<bool>(), ias in prop_oneof![Just(36u32), Just(47), Just(48)],
-                             contig in any::<bool>(), ops in prop::collection::vec(op_strategy(), 1..30)) {
-        arm_model::<Gran16K>(s2, ias, contig, &ops)?;
+                             contig in any::<bool>(), dbm in any::<bool>(), ops in prop::collection::vec(op_strategy(), 1..30)) {
+        arm_model::<Gran16K>(s2, ias, contig, dbm, &ops)?;
     }
 
     #[test]
     fn arm_64k_matches_model(s2 in any::<bool>(), ias in prop_oneof![Just(32u32), Just(42), Just(48)],
-                             contig in any::<bool>(), ops in prop::collection::vec(op_strategy(), 1..30)) {
-        arm_model::<Gran64K>(s2, ias, contig, &ops)?;
+                             contig in any::<bool>(), dbm in any::<bool>(), ops in prop::collection::vec(op_strategy(), 1..30)) {
+        arm_model::<Gran64K>(s2, ias, contig, dbm, &ops)?;
     }
 
     #[test]
     fn vtd_ss_matches_model(aw in prop_oneof![Just(39u32), Just(48), Just(57)], sllps in 0u32..4,
-                            ops in prop::collection::vec(op_strategy(), 1..40)) {
+                            ssade in any::<bool>(), ops in prop::collection::vec(op_strategy(), 1..40)) {
         let f = VtdSs::new(vtd::SsConfig { addr_width: aw, oas: 48, sllps, force_coherence: false, force_writeable: false }).unwrap();
         let o = ss_oracle(&f, false);
-        run_model(f, &o, &ops)?;
+        let hw = ss_oracle(&f, true);
+        let dirty = if ssade { Dirty::Hw { write: &hw, built_dirty: false } } else { Dirty::Off };
+        run_model(f, &o, dirty, &ops)?;
     }
 
     #[test]
     fn vtd_fs_matches_model(levels in 4u32..=5, gb in any::<bool>(), ops in prop::collection::vec(op_strategy(), 1..40)) {
         let f = VtdFs::new(vtd::FsConfig { levels, oas: 48, gb_pages: gb }).unwrap();
         let o = fs_oracle(levels, gb);
-        run_model(f, &o, &ops)?;
+        // The first stage presets A/D: no dirty tracking.
+        run_model(f, &o, Dirty::Off, &ops)?;
     }
 
     #[test]
     fn mock_matches_model(ops in prop::collection::vec(op_strategy(), 1..40)) {
-        run_model(AmdV1Mock, &no_oracle, &ops)?;
+        run_model(AmdV1Mock, &no_oracle, Dirty::Engine, &ops)?;
     }
 
     /// `best_lg2`'s bit tricks against brute force (upstream's
