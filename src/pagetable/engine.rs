@@ -382,10 +382,12 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
         Ok(())
     }
 
-    /// Writes `run` leaves of `2^lg2` bytes from item `idx`, entry by
-    /// entry, clearing empty subtables in the way (`EADDRINUSE` if one is
-    /// not empty or a leaf is there). `st` is current before anything can
-    /// fail, so a rollback unmaps exactly what was written.
+    /// Writes `run` leaves of `2^lg2` bytes from item `idx`. With `check`,
+    /// each entry's items are first cleared of empty subtables
+    /// (`EADDRINUSE` if one is not empty or a leaf is there); `st` is
+    /// current before anything can fail, so a rollback unmaps exactly what
+    /// was written. The position stays in registers otherwise.
+    #[allow(clippy::too_many_arguments)]
     fn map_entries<L: Level>(
         &self,
         table: *const AtomicU64,
@@ -394,19 +396,25 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
         lg2: u32,
         st: &mut MapState<F::Attrs>,
         g: &mut Gather<'_, M>,
+        check: bool,
     ) -> Result {
         let count = 1usize << (lg2 - item_lg2::<F>(L::N));
-        for e in 0..run {
-            let first = idx + e * count;
-            self.clear_for_leaf::<L>(table, first, count, st.va, g)?;
-            for i in 0..count {
-                let pte = self.fmt.leaf_item(L::N, st.oa, lg2, i as u64, &st.attrs);
-                // SAFETY: the caller's run fits in the table.
-                unsafe { item(table, first + i) }.store(pte, Ordering::Relaxed);
+        let (mut va, mut oa, mut at) = (st.va, st.oa, idx);
+        for _ in 0..run {
+            if check {
+                (st.va, st.oa) = (va, oa);
+                self.clear_for_leaf::<L>(table, at, count, va, g)?;
             }
-            st.va += 1 << lg2;
-            st.oa += 1 << lg2;
+            for i in 0..count {
+                let pte = self.fmt.leaf_item(L::N, oa, lg2, i as u64, &st.attrs);
+                // SAFETY: the caller's run fits in the table.
+                unsafe { item(table, at + i) }.store(pte, Ordering::Relaxed);
+            }
+            va += 1 << lg2;
+            oa += 1 << lg2;
+            at += count;
         }
+        (st.va, st.oa) = (va, oa);
         Ok(())
     }
 
@@ -488,37 +496,18 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
             match best_lg2(sizes, st.va, st.oa, st.end - st.va) {
                 Some(lg2) if lg2 >= ilg2 => {
                     let shift = lg2 - ilg2;
-                    let count = 1usize << shift;
                     let run = run_len(sizes, lg2, st.va, st.oa, st.end, (n - idx) >> shift);
                     if run == 0 {
                         return Err(EINVAL);
                     }
                     let items = run << shift;
                     let free = (idx..idx + items).all(|i| {
-                        // SAFETY: run_len
-                        // keeps idx + items <= n.
+                        // SAFETY: run_len keeps idx + items <= n.
                         let it = unsafe { item(table, i) };
                         it.load(Ordering::Relaxed) == 0
                     });
-                    if free {
-                        // The common case: nothing in the way, only stores.
-                        let mut oa = st.oa;
-                        let mut at = idx;
-                        for _ in 0..run {
-                            for i in 0..count {
-                                let pte = self.fmt.leaf_item(L::N, oa, lg2, i as u64, &st.attrs);
-                                // SAFETY: see above.
-                                unsafe { item(table, at + i) }.store(pte, Ordering::Relaxed);
-                            }
-                            oa = oa.wrapping_add(1 << lg2);
-                            at += count;
-                        }
-                        let bytes = (run as u64) << lg2;
-                        st.va += bytes;
-                        st.oa += bytes;
-                    } else {
-                        self.map_entries::<L>(table, idx, run, lg2, st, g)?;
-                    }
+                    // Nothing in the way (the common case): only stores.
+                    self.map_entries::<L>(table, idx, run, lg2, st, g, !free)?;
                     idx += items;
                 }
                 _ => {
@@ -763,7 +752,7 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
         let mut table = self.top.virt.as_ptr().cast_const();
         let mut items = self.fmt.top_items_lg2();
         loop {
-            let ilg2 = F::GRANULE_LG2 + F::ITEMS_LG2 * level;
+            let ilg2 = item_lg2::<F>(level);
             let idx = (iova >> ilg2) as usize & ((1usize << items) - 1);
             // SAFETY: idx is masked to the table's item count.
             let pte = unsafe { item(table, idx) }.load(Ordering::Relaxed);
@@ -812,7 +801,7 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
         last: u64,
         f: &mut dyn FnMut(&LeafInfo, *const AtomicU64, usize, usize),
     ) {
-        let ilg2 = F::GRANULE_LG2 + F::ITEMS_LG2 * level;
+        let ilg2 = item_lg2::<F>(level);
         let n = 1usize << items_lg2;
         let span_last = table_va
             .saturating_add((n as u64) << ilg2)
@@ -926,7 +915,7 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
     pub fn set_dirty(&self, iova: u64) -> bool {
         let mut hit = false;
         self.visit_leaves(iova, iova, &mut |l, table, start, _| {
-            let ilg2 = F::GRANULE_LG2 + F::ITEMS_LG2 * l.level;
+            let ilg2 = item_lg2::<F>(l.level);
             let i = start + ((iova - l.iova) >> ilg2) as usize;
             // SAFETY: the item holding `iova` lies in the visited group.
             let it = unsafe { item(table, i) };

@@ -298,6 +298,12 @@ impl<G: Granule> Vmsa<G> {
         oa
     }
 
+    /// log2 of the bytes one item at generic `level` maps.
+    #[inline(always)]
+    fn item_lg2(level: u32) -> u32 {
+        G::LG2 + (G::LG2 - 3) * level
+    }
+
     /// log2 of the entries in a contiguous group at generic `level`.
     #[inline(always)]
     fn cont_lg2(level: u32) -> u32 {
@@ -340,7 +346,7 @@ impl<G: Granule> Format for Vmsa<G> {
 
     #[inline(always)]
     fn leaf_sizes(&self, level: u32) -> u64 {
-        let item = G::LG2 + (G::LG2 - 3) * level;
+        let item = Self::item_lg2(level);
         // Blocks: level 1 and 2 with 4K, level 2 only with 16K/64K (no
         // LPA2, no 52-bit blocks).
         let leaf = match level {
@@ -377,7 +383,7 @@ impl<G: Granule> Format for Vmsa<G> {
             // Reserved encoding: treat as nothing we wrote.
             return Entry::Empty;
         }
-        let item = G::LG2 + (G::LG2 - 3) * level;
+        let item = Self::item_lg2(level);
         let mut oa = self.pte_oa(pte);
         let mut size_lg2 = item;
         if pte & CONT != 0 {
@@ -391,7 +397,7 @@ impl<G: Granule> Format for Vmsa<G> {
 
     #[inline(always)]
     fn leaf_item(&self, level: u32, oa: u64, size_lg2: u32, item: u64, attrs: &u64) -> u64 {
-        let ilg2 = G::LG2 + (G::LG2 - 3) * level;
+        let ilg2 = Self::item_lg2(level);
         let ty = if level == 0 {
             VALID | TYPE_TABLE
         } else {

@@ -11,6 +11,31 @@ use crate::pagetable::{PROT_READ, PROT_WRITE};
 /// Address bits 51:12 of every VT-d entry.
 const OA_MASK: u64 = ((1u64 << 52) - 1) & !0xfff;
 
+/// Page size bit (7) of both stages: a 2M/1G leaf above level 0.
+const PS: u64 = 1 << 7;
+
+/// Both stages' decoding once presence is known: a table pointer above
+/// level 0 unless PS, else a leaf of one item.
+#[inline(always)]
+fn decode(level: u32, present: bool, pte: u64) -> Entry {
+    if !present {
+        Entry::Empty
+    } else if level > 0 && pte & PS == 0 {
+        Entry::Table(pte & OA_MASK)
+    } else {
+        Entry::Leaf {
+            oa: pte & OA_MASK,
+            size_lg2: 12 + 9 * level,
+        }
+    }
+}
+
+/// Both stages' leaf: address, attributes, PS above level 0.
+#[inline(always)]
+fn leaf(level: u32, oa: u64, attrs: u64) -> u64 {
+    (oa & OA_MASK) | attrs | if level > 0 { PS } else { 0 }
+}
+
 /// Second-stage entry bits.
 pub mod ss {
     /// Read.
@@ -18,7 +43,7 @@ pub mod ss {
     /// Write.
     pub const W: u64 = 1 << 1;
     /// Page size: a 2M/1G leaf above level 0.
-    pub const PS: u64 = 1 << 7;
+    pub const PS: u64 = super::PS;
     /// Accessed (with SSADE).
     pub const A: u64 = 1 << 8;
     /// Dirty (with SSADE).
@@ -105,22 +130,12 @@ impl Format for VtdSs {
     #[inline(always)]
     fn load(&self, level: u32, _index: usize, pte: u64) -> Entry {
         // No present bit: an entry is present iff it grants R or W.
-        if pte & (ss::R | ss::W) == 0 {
-            Entry::Empty
-        } else if level > 0 && pte & ss::PS == 0 {
-            Entry::Table(pte & OA_MASK)
-        } else {
-            Entry::Leaf {
-                oa: pte & OA_MASK,
-                size_lg2: 12 + 9 * level,
-            }
-        }
+        decode(level, pte & (ss::R | ss::W) != 0, pte)
     }
 
     #[inline(always)]
     fn leaf_item(&self, level: u32, oa: u64, _size_lg2: u32, _item: u64, attrs: &u64) -> u64 {
-        let ps = if level > 0 { ss::PS } else { 0 };
-        (oa & OA_MASK) | attrs | ps
+        leaf(level, oa, *attrs)
     }
 
     #[inline(always)]
@@ -185,7 +200,7 @@ pub mod fs {
     /// Dirty.
     pub const D: u64 = 1 << 6;
     /// Page size: a 2M/1G leaf above level 0.
-    pub const PS: u64 = 1 << 7;
+    pub const PS: u64 = super::PS;
     /// Execute disable.
     pub const XD: u64 = 1 << 63;
 }
@@ -255,22 +270,12 @@ impl Format for VtdFs {
 
     #[inline(always)]
     fn load(&self, level: u32, _index: usize, pte: u64) -> Entry {
-        if pte & fs::P == 0 {
-            Entry::Empty
-        } else if level > 0 && pte & fs::PS == 0 {
-            Entry::Table(pte & OA_MASK)
-        } else {
-            Entry::Leaf {
-                oa: pte & OA_MASK,
-                size_lg2: 12 + 9 * level,
-            }
-        }
+        decode(level, pte & fs::P != 0, pte)
     }
 
     #[inline(always)]
     fn leaf_item(&self, level: u32, oa: u64, _size_lg2: u32, _item: u64, attrs: &u64) -> u64 {
-        let ps = if level > 0 { fs::PS } else { 0 };
-        (oa & OA_MASK) | fs::P | attrs | ps
+        leaf(level, oa, fs::P | attrs)
     }
 
     #[inline(always)]
