@@ -130,6 +130,14 @@ impl Domain {
         }
     }
 
+    /// The physical address of `iova` and how many bytes from it map
+    /// contiguously (the rest of its leaf).
+    pub fn translate(&self, held: &Held<'_>, iova: u64) -> Result<Option<(u64, u64)>> {
+        match &*self.pt.get(held)? {
+            PageTable::Mock(pt) => Ok(pt.translate(iova)),
+        }
+    }
+
     /// True while dirty tracking is on.
     pub fn tracking(&self, held: &Held<'_>) -> Result<bool> {
         Ok(*self.tracking.get(held)?)

@@ -5,10 +5,10 @@
 //! Portable and lock-free: the IOAS keeps it in a [`crate::platform::CtxCell`]
 //! and every operation runs under the file's context lock.
 
-use super::pages::Pages;
+use super::pages::{DomainView, FillId, Pages, PhysRun};
 use crate::errno::{Result, EADDRINUSE, EBUSY, EEXIST, EINVAL, ENOENT, ENOSPC, EOVERFLOW, EPERM};
 use crate::hw_pagetable::DomainRef;
-use crate::platform::{Arc, Held, PVec, PageRef, VecExt, PAGE_SIZE};
+use crate::platform::{Arc, Held, PVec, VecExt, PAGE_SIZE};
 
 /// `IOMMU_READ` / `IOMMU_WRITE` / `IOMMU_CACHE` as upstream's iommu_map().
 pub mod prot {
@@ -54,8 +54,8 @@ pub struct Area {
     pub start_byte: u64,
     /// `prot::*` bits.
     pub prot: u32,
-    /// True while the area holds a pin reference for the domains.
-    filled: bool,
+    /// The area's fill (its pages pinned and mapped into the domains).
+    fill: Option<FillId>,
     /// Access pins taken through this area.
     pub num_accesses: u32,
     /// Objects that keep the area from being unmapped (`EBUSY`).
@@ -418,7 +418,7 @@ impl Iopt {
                 pages: s.pages.clone(),
                 start_byte: s.start_byte,
                 prot,
-                filled: false,
+                fill: None,
                 num_accesses: 0,
                 num_locks: 0,
             })?;
@@ -489,7 +489,7 @@ impl Iopt {
         for area in self.areas.iter_mut() {
             res = if first_domain {
                 fill(held, one, area, large)
-            } else if area.filled {
+            } else if area.fill.is_some() {
                 map_area(held, area, d, large)
             } else {
                 Ok(())
@@ -503,7 +503,7 @@ impl Iopt {
             for area in self.areas[..done].iter_mut() {
                 if first_domain {
                     unfill(held, one, area);
-                } else if area.filled {
+                } else if area.fill.is_some() {
                     let _ = d.unmap(held, area.iova, area.length());
                 }
             }
@@ -521,15 +521,30 @@ impl Iopt {
         let Some(pos) = self.domains.iter().position(|x| Arc::ptr_eq(x, d)) else {
             return;
         };
-        for area in self.areas.iter() {
-            let _ = d.unmap(held, area.iova, area.length());
-        }
-        self.domains.remove_at(pos);
-        if self.domains.is_empty() {
+        if self.domains.len() == 1 {
+            // The last domain: the fills end (their pages are read back from
+            // it), then it is emptied.
             for area in self.areas.iter_mut() {
-                unfill(held, &[], area);
+                unfill(held, core::slice::from_ref(d), area);
+            }
+        } else {
+            // Fills read their pages from the first domain: move them to
+            // the next one before this one is emptied.
+            if pos == 0 {
+                let next = &self.domains[1];
+                for area in self.areas.iter() {
+                    if let Some(id) = area.fill {
+                        let _ = area.pages.set_fill_domain(held, id, next);
+                    }
+                }
+            }
+            for area in self.areas.iter() {
+                if area.fill.is_some() {
+                    let _ = d.unmap(held, area.iova, area.length());
+                }
             }
         }
+        self.domains.remove_at(pos);
         self.unreserve(ResvOwner::Domain(d.cookie()));
         self.iova_alignment = self.calc_alignment();
     }
@@ -654,33 +669,34 @@ impl Iopt {
             // A HW queue's lock covers the area as a whole.
             return Err(EBUSY);
         }
-        if a.num_accesses != 0 || (a.filled && !self.disable_large_pages) {
+        if a.num_accesses != 0 || (a.fill.is_some() && !self.disable_large_pages) {
             return Err(EINVAL);
         }
         self.areas.try_reserve_for(1)?;
         let a = &mut self.areas[i];
+        // Both halves keep their pages in the same domains; a page that
+        // straddles the cut is covered by both fills.
+        let fill = match a.fill {
+            Some(id) => Some(a.pages.split_fill(
+                held,
+                id,
+                a.start_byte_of(iova),
+                a.start_byte_of(new_start),
+            )?),
+            None => None,
+        };
         let rhs = Area {
             iova: new_start,
             last: a.last,
             pages: a.pages.clone(),
             start_byte: a.start_byte_of(new_start),
             prot: a.prot,
-            filled: a.filled,
+            fill,
             num_accesses: 0,
             num_locks: a.num_locks,
         };
         a.last = iova;
-        // The pin references of the pages that the split point shares are
-        // now held twice (once per half) when the page straddles it.
-        if rhs.filled {
-            let shared = a.index_of(a.last);
-            if rhs.index_of(rhs.iova) == shared {
-                if let Err(e) = rhs.pages.pin_range(held, shared, shared) {
-                    a.last = rhs.last;
-                    return Err(e);
-                }
-            }
-        }
+        // Capacity was reserved, so this cannot fail.
         self.areas.try_insert(i + 1, rhs)
     }
 }
@@ -689,79 +705,114 @@ impl Iopt {
 /// domains: pinning is lazy; nothing for a revoked dma-buf, which is mapped
 /// nowhere until it is mapped again). All or nothing.
 fn fill(held: &Held<'_>, domains: &[DomainRef], area: &mut Area, large: bool) -> Result {
-    if domains.is_empty() || area.pages.revoked(held)? {
+    let Some(first_domain) = domains.first() else {
+        return Ok(());
+    };
+    if area.fill.is_some() || area.pages.revoked(held)? {
         return Ok(());
     }
     let (first, last) = area.page_range();
-    area.pages.pin_range(held, first, last)?;
-    area.filled = true;
-    for (i, d) in domains.iter().enumerate() {
-        if let Err(e) = map_area(held, area, d, large) {
-            unfill(held, &domains[..i], area);
+    let view = DomainView {
+        domain: first_domain.clone(),
+        iova0: area.iova.wrapping_sub(area.start_byte),
+        first_byte: area.start_byte,
+        last_byte: area.start_byte + (area.length() - 1),
+    };
+    let mut mapped = 0u64;
+    let mut map = |r: &PhysRun| -> Result {
+        let (iova, phys, len) = area_piece(area, r);
+        for (i, d) in domains.iter().enumerate() {
+            if let Err(e) = map_piece(held, d, iova, phys, len, area.prot, large) {
+                for d in &domains[..i] {
+                    let _ = d.unmap(held, iova, len);
+                }
+                return Err(e);
+            }
+        }
+        mapped += len;
+        Ok(())
+    };
+    match area.pages.fill(held, first, last, view, &mut map) {
+        Ok(id) => {
+            area.fill = Some(id);
+            Ok(())
+        }
+        Err(e) => {
+            // The pages already let go of the prefix that was mapped.
+            if mapped != 0 {
+                for d in domains {
+                    let _ = d.unmap(held, area.iova, mapped);
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Undoes [`fill`]: drops the fill's pins (reading the pages back from the
+/// domain first), then unmaps the area from `domains`.
+fn unfill(held: &Held<'_>, domains: &[DomainRef], area: &mut Area) {
+    let Some(id) = area.fill.take() else {
+        return;
+    };
+    let _ = area.pages.release_fill(held, id);
+    for d in domains {
+        let _ = d.unmap(held, area.iova, area.length());
+    }
+}
+
+/// The IOVA, physical address and length the pages of `r` show in `area`
+/// (the first and last page may be shown in part).
+fn area_piece(area: &Area, r: &PhysRun) -> (u64, u64, u64) {
+    let end_byte = area.start_byte + area.length();
+    let from = area.start_byte.max(r.index * PAGE_SIZE);
+    let to = end_byte.min((r.index + r.count) * PAGE_SIZE);
+    let iova = area.iova + (from - area.start_byte);
+    let phys = r.phys + (from - r.index * PAGE_SIZE);
+    (iova, phys, to - from)
+}
+
+/// Maps one physically contiguous piece into `d`: at once, or page by page
+/// when huge IOPTEs are disabled (`!large`). All or nothing.
+fn map_piece(
+    held: &Held<'_>,
+    d: &DomainRef,
+    iova: u64,
+    phys: u64,
+    len: u64,
+    prot: u32,
+    large: bool,
+) -> Result {
+    if large {
+        return d.map(held, iova, phys, len, prot);
+    }
+    let mut done = 0u64;
+    while done < len {
+        let n = (PAGE_SIZE - (iova + done) % PAGE_SIZE).min(len - done);
+        if let Err(e) = d.map(held, iova + done, phys + done, n, prot) {
+            if done != 0 {
+                let _ = d.unmap(held, iova, done);
+            }
             return Err(e);
         }
+        done += n;
     }
     Ok(())
 }
 
-/// Undoes [`fill`]: unmaps the area from `domains` and drops its pins.
-fn unfill(held: &Held<'_>, domains: &[DomainRef], area: &mut Area) {
-    if !area.filled {
-        return;
-    }
-    for d in domains {
-        let _ = d.unmap(held, area.iova, area.length());
-    }
-    let (first, last) = area.page_range();
-    let _ = area.pages.unpin_range(held, first, last);
-    area.filled = false;
-}
-
-/// Maps `area` into domain `d` in runs that are contiguous in both IOVA and
-/// physical address, or page by page when huge IOPTEs are disabled (`!large`).
+/// Maps a filled `area` into one more domain `d`, reading its pages from
+/// the domain that holds them. All or nothing.
 fn map_area(held: &Held<'_>, area: &Area, d: &DomainRef, large: bool) -> Result {
-    let (first, last) = area.page_range();
-    let end_byte = area.start_byte + area.length();
-    let (mut run_iova, mut run_phys, mut run_len) = (0u64, 0u64, 0u64);
-    let mut mapped = 0u64;
-    let flush = |iova: u64, phys: u64, len: u64, mapped: &mut u64| -> Result {
-        if len == 0 {
-            return Ok(());
-        }
-        d.map(held, iova, phys, len, area.prot)?;
-        *mapped += len;
-        Ok(())
+    let Some(id) = area.fill else {
+        return Ok(());
     };
-    let mut res = Ok(());
-    for p in first..=last {
-        let page: PageRef = match area.pages.page(held, p) {
-            Ok(Some(pg)) => pg,
-            Ok(None) => {
-                res = Err(EINVAL);
-                break;
-            }
-            Err(e) => {
-                res = Err(e);
-                break;
-            }
-        };
-        let from = area.start_byte.max(p * PAGE_SIZE);
-        let to = end_byte.min((p + 1) * PAGE_SIZE);
-        let iova = area.iova + (from - area.start_byte);
-        let phys = page.phys() + from % PAGE_SIZE;
-        if large && run_len != 0 && run_iova + run_len == iova && run_phys + run_len == phys {
-            run_len += to - from;
-            continue;
-        }
-        if let Err(e) = flush(run_iova, run_phys, run_len, &mut mapped) {
-            res = Err(e);
-            break;
-        }
-        (run_iova, run_phys, run_len) = (iova, phys, to - from);
-    }
-    if res.is_ok() {
-        res = flush(run_iova, run_phys, run_len, &mut mapped);
-    }
+    let mut mapped = 0u64;
+    let res = area.pages.read_fill(held, id, &mut |r| {
+        let (iova, phys, len) = area_piece(area, r);
+        map_piece(held, d, iova, phys, len, area.prot, large)?;
+        mapped += len;
+        Ok(())
+    });
     if res.is_err() && mapped != 0 {
         let _ = d.unmap(held, area.iova, mapped);
     }

@@ -545,20 +545,14 @@ pub fn pin_pages(
         if a.prot & need == 0 {
             return Err(EPERM);
         }
-        let (fi, li) = (a.index_of(s), a.index_of(e));
-        a.pages.pin_range(held, fi, li)?;
+        a.pages
+            .pin_access(held, a.index_of(s), a.index_of(e), &mut out)?;
         if lock {
             a.num_locks += 1;
         } else {
             a.num_accesses += 1;
         }
         done = e.wrapping_add(1);
-        for idx in fi..=li {
-            match a.pages.page(held, idx) {
-                Ok(Some(pg)) => out.try_push(pg)?,
-                _ => return Err(EFAULT),
-            }
-        }
         Ok(())
     });
     if let Err(e) = res {
@@ -581,7 +575,7 @@ pub fn unpin_pages(
     let last = iova.checked_add(length - 1).ok_or(EOVERFLOW)?;
     let ioas = crate::payload!(ioas_obj, Ioas).ok_or(ENOENT)?;
     ioas.iopt(held)?.for_each_contig(iova, last, |a, s, e| {
-        a.pages.unpin_range(held, a.index_of(s), a.index_of(e))?;
+        a.pages.unpin_access(held, a.index_of(s), a.index_of(e))?;
         if lock {
             a.num_locks = a.num_locks.saturating_sub(1);
         } else {
@@ -603,7 +597,8 @@ fn page_span(iova: u64, length: u64) -> Result<(u64, u64)> {
 
 /// Pins and locks the pages under `iova..iova + length`, which must be
 /// physically contiguous (`EFAULT`); returns the physical address of
-/// `iova`. The HW queue path.
+/// `iova`. The HW queue path: the hardware only reads the queue, so as
+/// upstream the area needs read permission (a write-only area is `EPERM`).
 pub fn lock_contiguous(
     held: &Held<'_>,
     ioas_obj: &Arc<Object>,
@@ -611,7 +606,7 @@ pub fn lock_contiguous(
     length: u64,
 ) -> Result<u64> {
     let (start, len) = page_span(iova, length)?;
-    let pages = pin_pages(held, ioas_obj, start, len, true, true)?;
+    let pages = pin_pages(held, ioas_obj, start, len, false, true)?;
     let first = pages.first().map(|p| p.phys()).ok_or(EFAULT)?;
     let contiguous = pages
         .iter()

@@ -744,6 +744,12 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
 
     /// The output address `iova` translates to, if mapped.
     pub fn iova_to_phys(&self, iova: u64) -> Option<u64> {
+        self.translate(iova).map(|(pa, _)| pa)
+    }
+
+    /// The output address `iova` translates to and how many bytes from
+    /// `iova` on the same leaf maps contiguously (to its end).
+    pub fn translate(&self, iova: u64) -> Option<(u64, u64)> {
         let va = self.fmt.vasz_lg2();
         if va < 64 && iova >> va != 0 {
             return None;
@@ -759,7 +765,8 @@ impl<F: Format, M: TableMem> PageTable<F, M> {
             match self.fmt.load(level, idx, pte) {
                 Entry::Empty => return None,
                 Entry::Leaf { oa, size_lg2 } => {
-                    return Some(oa + (iova & ((1u64 << size_lg2) - 1)))
+                    let off = iova & ((1u64 << size_lg2) - 1);
+                    return Some((oa + off, (1u64 << size_lg2) - off));
                 }
                 Entry::Table(pa) if level > 0 => {
                     table = self.mem.phys_to_virt(pa);

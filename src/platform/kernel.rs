@@ -152,8 +152,10 @@ extern "C" {
         index: usize,
         npages: usize,
         pages: *mut *mut RawPage,
+        write: bool,
     ) -> isize;
-    fn iommufd_rs_unpin(src: *const RawSource, pages: *mut *mut RawPage, npages: usize);
+    fn iommufd_rs_unpin_range(src: *const RawSource, pfn: u64, npages: usize);
+    fn iommufd_rs_pfn_to_page(pfn: u64) -> *mut RawPage;
     fn iommufd_rs_source_account(src: *mut RawSource, npages: usize, inc: bool) -> i32;
     fn iommufd_rs_owner_new(src: *const RawSource, npages: usize, out: *mut *mut RawSource) -> i32;
     fn iommufd_rs_owner_commit(src: *mut RawSource, owner: *mut RawSource, npages: usize);
@@ -202,6 +204,14 @@ impl Default for PageRef {
 }
 
 impl PageRef {
+    /// The page at physical address `phys`, which must be a page a pin is
+    /// held on (its `struct page` exists and stays).
+    pub fn from_phys(phys: u64) -> Self {
+        // SAFETY: `pfn_to_page` is arithmetic on the vmemmap for a valid
+        // pfn; the caller's pin keeps the page.
+        Self(unsafe { iommufd_rs_pfn_to_page(phys / super::PAGE_SIZE) })
+    }
+
     /// The physical address of the page.
     pub fn phys(self) -> u64 {
         // SAFETY: `self` is a page pinned by `PinSource::pin`.
@@ -328,22 +338,31 @@ impl PinSource {
         unsafe { iommufd_rs_source_revoked(self.raw.as_ptr()) }
     }
 
-    /// Releases pins taken by [`Self::pin`].
-    pub fn unpin(&self, pages: &mut [PageRef]) {
-        if pages.is_empty() {
+    /// Releases one pin on each of `npages` physically contiguous pages
+    /// from `phys`, taken by [`Self::pin`] (marked dirty if the source is
+    /// writable: a device may have written them).
+    pub fn unpin_run(&self, phys: u64, npages: usize) {
+        if npages == 0 {
             return;
         }
-        // SAFETY: `PageRef` is a transparent page pointer; the pages were
-        // pinned once each by `pin` and the caller gives that pin up.
-        unsafe { iommufd_rs_unpin(self.raw.as_ptr(), pages.as_mut_ptr().cast(), pages.len()) }
+        // SAFETY: the caller holds a pin from `pin` on every page of the run
+        // and gives it up; the shim only releases pins (none for dma-bufs).
+        unsafe { iommufd_rs_unpin_range(self.raw.as_ptr(), phys / super::PAGE_SIZE, npages) }
     }
 
-    /// Pins pages from page `index` into `out`; returns how many (> 0).
-    pub fn pin(&self, index: u64, out: &mut [PageRef]) -> Result<usize> {
+    /// Pins pages from page `index` into `out` (`FOLL_WRITE` if `write`);
+    /// returns how many (> 0).
+    pub fn pin(&self, index: u64, out: &mut [PageRef], write: bool) -> Result<usize> {
         let index = usize::try_from(index).map_err(|_| EFAULT)?;
         // SAFETY: `out` has room for `out.len()` page pointers.
         let rc = unsafe {
-            iommufd_rs_source_pin(self.raw.as_ptr(), index, out.len(), out.as_mut_ptr().cast())
+            iommufd_rs_source_pin(
+                self.raw.as_ptr(),
+                index,
+                out.len(),
+                out.as_mut_ptr().cast(),
+                write,
+            )
         };
         if rc < 0 {
             return Err(from_kernel(rc as i32));

@@ -41,9 +41,11 @@ bool iommufd_rs_source_is_file(const struct iommufd_rs_source *src);
 void *iommufd_rs_source_dmabuf(const struct iommufd_rs_source *src);
 bool iommufd_rs_source_revoked(const struct iommufd_rs_source *src);
 long iommufd_rs_source_pin(struct iommufd_rs_source *src, unsigned long index,
-			   unsigned long npages, struct page **pages);
-void iommufd_rs_unpin(const struct iommufd_rs_source *src, struct page **pages,
-		      unsigned long npages);
+			   unsigned long npages, struct page **pages,
+			   bool write);
+void iommufd_rs_unpin_range(const struct iommufd_rs_source *src, u64 pfn,
+			    unsigned long npages);
+struct page *iommufd_rs_pfn_to_page(u64 pfn);
 int iommufd_rs_source_account(struct iommufd_rs_source *src,
 			      unsigned long npages, bool inc);
 int iommufd_rs_owner_new(const struct iommufd_rs_source *src,
@@ -290,14 +292,15 @@ static long pin_file(struct iommufd_rs_source *src, unsigned long index,
 
 /*
  * Pins up to @npages pages from page @index with FOLL_LONGTERM (and
- * FOLL_WRITE for writable sources). Uses the fast path when the source mm is
+ * FOLL_WRITE if @write). Uses the fast path when the source mm is
  * current's, else pins remotely while the mm still has users (-EFAULT once
  * the process is gone). Returns the number pinned (> 0) or -errno.
  */
 long iommufd_rs_source_pin(struct iommufd_rs_source *src, unsigned long index,
-			   unsigned long npages, struct page **pages)
+			   unsigned long npages, struct page **pages,
+			   bool write)
 {
-	unsigned int flags = FOLL_LONGTERM | (src->writable ? FOLL_WRITE : 0);
+	unsigned int flags = FOLL_LONGTERM | (write ? FOLL_WRITE : 0);
 	unsigned long uaddr = src->base + index * PAGE_SIZE;
 	int locked = 1;
 	long rc;
@@ -331,12 +334,24 @@ long iommufd_rs_source_pin(struct iommufd_rs_source *src, unsigned long index,
 	return rc ? rc : -EFAULT;
 }
 
-/* Releases pins taken by iommufd_rs_source_pin() (none for dma-bufs). */
-void iommufd_rs_unpin(const struct iommufd_rs_source *src, struct page **pages,
-		      unsigned long npages)
+/*
+ * Releases one pin on each of @npages physically contiguous pages from @pfn,
+ * taken by iommufd_rs_source_pin() (dma-buf pages hold none). The range
+ * form walks folios, so a huge folio is released in one step; writable
+ * sources mark the pages dirty, as a device may have written them.
+ */
+void iommufd_rs_unpin_range(const struct iommufd_rs_source *src, u64 pfn,
+			    unsigned long npages)
 {
 	if (!src->dmabuf)
-		unpin_user_pages(pages, npages);
+		unpin_user_page_range_dirty_lock(pfn_to_page(pfn), npages,
+						 src->writable);
+}
+
+/* The page of a pinned pfn (Rust keeps pages of a run as one address). */
+struct page *iommufd_rs_pfn_to_page(u64 pfn)
+{
+	return pfn_to_page(pfn);
 }
 
 /* io_uring-style accounting against the user's RLIMIT_MEMLOCK. */

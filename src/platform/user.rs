@@ -294,6 +294,9 @@ struct FakeMm {
     accounted: i64,
     limit: Option<i64>,
     fail_pin_after: Option<u64>,
+    /// Frames between consecutive pages (0 or 1: contiguous); 2 makes
+    /// every page its own physical run.
+    stride: u64,
 }
 
 thread_local! {
@@ -330,6 +333,11 @@ pub mod fake {
         fake_mm(|m| m.fail_pin_after = n);
     }
 
+    /// Places consecutive pages `stride` frames apart (1: contiguous).
+    pub fn set_frame_stride(stride: u64) {
+        fake_mm(|m| m.stride = stride);
+    }
+
     /// Resets this thread's fake state.
     pub fn reset() {
         fake_mm(|m| *m = Default::default());
@@ -340,6 +348,11 @@ impl PageRef {
     /// The physical address of the page.
     pub fn phys(self) -> u64 {
         self.0 * super::PAGE_SIZE
+    }
+
+    /// The page at physical address `phys` (a page a pin is held on).
+    pub fn from_phys(phys: u64) -> Self {
+        Self(phys / super::PAGE_SIZE)
     }
 
     /// Copies between `buf` and the page at `offset` (`to_page` = write).
@@ -457,8 +470,16 @@ impl PinSource {
         fake_unpin(pages)
     }
 
-    /// Pins pages from `index` into `out`.
-    pub fn pin(&self, index: u64, out: &mut [PageRef]) -> Result<usize> {
+    /// Releases `npages` pins of physically contiguous pages from `phys`.
+    pub fn unpin_run(&self, phys: u64, npages: usize) {
+        let first = phys / super::PAGE_SIZE;
+        let mut pages: Vec<PageRef> = (0..npages as u64).map(|i| PageRef(first + i)).collect();
+        fake_unpin(&mut pages)
+    }
+
+    /// Pins pages from `index` into `out` (for write if `write`; fake
+    /// memory is always writable).
+    pub fn pin(&self, index: u64, out: &mut [PageRef], _write: bool) -> Result<usize> {
         let ps = super::PAGE_SIZE;
         let salt = self.file.map_or(0, |fd| (1u64 << 40) + ((fd as u64) << 28));
         fake_mm(|m| {
@@ -471,7 +492,8 @@ impl PinSource {
                 m.fail_pin_after = Some(left - n as u64);
             }
             for (i, slot) in out.iter_mut().take(n).enumerate() {
-                let pfn = FAKE_PFN_BASE + salt + (self.base / ps) + index + i as u64;
+                let k = (self.base / ps) + index + i as u64;
+                let pfn = FAKE_PFN_BASE + salt + k * m.stride.max(1);
                 *slot = PageRef(pfn);
                 *m.pins.entry(pfn).or_default() += 1;
             }
@@ -507,7 +529,7 @@ const FAKE_PFN_BASE: u64 = 1;
 
 /// The fake page at `uaddr`: its physical address and pin count.
 pub fn user_page_info(uaddr: u64) -> Result<(u64, Option<u32>)> {
-    let pfn = FAKE_PFN_BASE + uaddr / super::PAGE_SIZE;
+    let pfn = FAKE_PFN_BASE + uaddr / super::PAGE_SIZE * fake_mm(|m| m.stride.max(1));
     Ok((
         pfn * super::PAGE_SIZE,
         Some(fake_mm(|m| m.pins.get(&pfn).copied().unwrap_or(0))),

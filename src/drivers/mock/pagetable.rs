@@ -198,6 +198,11 @@ impl MockPageTable {
         self.pt.iova_to_phys(iova)
     }
 
+    /// The physical address of `iova` and the bytes its leaf maps from it.
+    pub fn translate(&self, iova: u64) -> Option<(u64, u64)> {
+        self.pt.translate(iova)
+    }
+
     /// Marks the leaf holding `iova` dirty, as a device write would; false
     /// if nothing is mapped there.
     pub fn set_dirty(&mut self, iova: u64) -> bool {
