@@ -9,6 +9,13 @@
  * and by 2 MiB hugetlb pages, with 1 and 2 mock domains attached; access
  * pin + unpin of 64 MiB (IOMMU_TEST_OP_ACCESS_PAGES in 16 MiB pieces, the
  * op's limit). A benchmark, not a test: it fails only if an ioctl fails.
+ *
+ * Memory cells print {"cell": "...", "bytes": N, "reps": R, "kib_per_gib": K}:
+ * the kernel memory a mapping costs (MemFree before and after IOAS_MAP of
+ * already populated memory into MEM_IOAS IOASes with one mock domain each,
+ * scaled to one mapped GiB; median of R). Everything counts: page tables,
+ * pin state, areas. Per-CPU page lists are shrunk first so that pages they
+ * hold do not hide allocations.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +37,8 @@
 #define PIN_LEN (64 * MIB)
 #define PIN_PIECE (16 * MIB)
 #define REPS 7
+#define MEM_IOAS 4
+#define MEM_REPS 5
 
 static int fd;
 
@@ -244,8 +253,86 @@ static void pin_cell(void)
 	report("access_pin_unpin_64M", PIN_LEN, t);
 }
 
+static long mem_free_kib(void)
+{
+	char line[128];
+	long kib = -1;
+	FILE *f;
+
+	f = fopen("/proc/meminfo", "r");
+	if (!f)
+		die("/proc/meminfo");
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemFree: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	if (kib < 0)
+		die("MemFree");
+	return kib;
+}
+
+/* Per-CPU page lists as small as the kernel allows (see the header). */
+static void shrink_pcp(void)
+{
+	int f = open("/proc/sys/vm/percpu_pagelist_high_fraction", O_WRONLY);
+
+	if (f < 0)
+		return;
+	if (write(f, "1000000", 7) != 7)
+		fprintf(stderr, "iommufd_bench: percpu_pagelist_high_fraction not set\n");
+	close(f);
+}
+
+static int cmp_long(const void *a, const void *b)
+{
+	long x = *(const long *)a, y = *(const long *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Kernel memory per mapped GiB with one mock domain per IOAS. */
+static void mem_cell(const char *cell, bool huge)
+{
+	uint32_t ioas[MEM_IOAS];
+	long v[MEM_REPS];
+	void *buf;
+	int i, j;
+
+	buf = buffer(MAP_LEN, huge);
+	if (!buf) {
+		fprintf(stderr, "iommufd_bench: no memory for %s, skipped\n", cell);
+		return;
+	}
+	fd = open("/dev/iommu", O_RDWR);
+	if (fd < 0)
+		die("open /dev/iommu");
+	for (j = 0; j != MEM_IOAS; j++) {
+		ioas[j] = ioas_alloc();
+		mock_domain(ioas[j]);
+	}
+	for (i = 0; i != MEM_REPS; i++) {
+		long before = mem_free_kib();
+
+		for (j = 0; j != MEM_IOAS; j++)
+			map(ioas[j], buf, MAP_LEN, MOCK_APERTURE_START);
+		v[i] = before - mem_free_kib();
+		for (j = 0; j != MEM_IOAS; j++)
+			unmap(ioas[j], MOCK_APERTURE_START, MAP_LEN);
+	}
+	close(fd);
+	munmap(buf, MAP_LEN);
+	qsort(v, MEM_REPS, sizeof(*v), cmp_long);
+	printf("{\"cell\": \"%s\", \"bytes\": %lu, \"reps\": %d, \"kib_per_gib\": %ld}\n",
+	       cell, (unsigned long)MAP_LEN * MEM_IOAS, MEM_REPS,
+	       v[MEM_REPS / 2] * (long)(1024 * MIB / (MAP_LEN * MEM_IOAS)));
+	fflush(stdout);
+}
+
 int main(void)
 {
+	shrink_pcp();
+	mem_cell("mem_per_gib_4k_1dom", false);
+	mem_cell("mem_per_gib_2M_1dom", true);
 	map_cell("map_unmap_512M_4k_1dom", false, 1);
 	map_cell("map_unmap_512M_4k_2dom", false, 2);
 	map_cell("map_unmap_512M_2M_1dom", true, 1);

@@ -120,6 +120,15 @@ def write_bench(merged, out):
     table = {}
     for cell, ours in runs["iommufd_rs"].items():
         up = runs["iommufd"].get(cell)
+        if "kib_per_gib" in ours:
+            # Memory cells: ratio = ours / upstream (at most 1: no more).
+            row = {"bytes": ours["bytes"], "reps": ours["reps"],
+                   "iommufd_rs_kib_per_gib": ours["kib_per_gib"],
+                   "iommufd_kib_per_gib": up["kib_per_gib"] if up else None}
+            row["mem_ratio"] = (round(ours["kib_per_gib"] / up["kib_per_gib"], 3)
+                                if up and up["kib_per_gib"] > 0 else None)
+            table[cell] = row
+            continue
         row = {"bytes": ours["bytes"], "reps": ours["reps"],
                "iommufd_rs_median_ns": ours["median_ns"],
                "iommufd_median_ns": up["median_ns"] if up else None}
@@ -129,9 +138,17 @@ def write_bench(merged, out):
     if table:
         print(f"{'cell':28} {'iommufd_rs ms':>14} {'iommufd ms':>11} {'ratio':>6}")
         for cell, r in table.items():
+            if "mem_ratio" in r:
+                continue
             up = r["iommufd_median_ns"]
             print(f"{cell:28} {r['iommufd_rs_median_ns'] / 1e6:14.2f} "
                   f"{(up or 0) / 1e6:11.2f} {r['ratio'] or 0:6.2f}")
+        mem = {c: r for c, r in table.items() if "mem_ratio" in r}
+        if mem:
+            print(f"{'cell':28} {'iommufd_rs KiB/GiB':>18} {'iommufd KiB/GiB':>16} {'ours/up':>8}")
+            for cell, r in mem.items():
+                print(f"{cell:28} {r['iommufd_rs_kib_per_gib']:18} "
+                      f"{r['iommufd_kib_per_gib'] or 0:16} {r['mem_ratio'] or 0:8.2f}")
     problems = []
     if not runs["iommufd_rs"] or not runs["iommufd"]:
         problems.append("a benchmark run produced no results")
