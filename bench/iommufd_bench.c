@@ -324,7 +324,8 @@ static void mem_cell(const char *cell, bool huge)
 	qsort(v, MEM_REPS, sizeof(*v), cmp_long);
 	printf("{\"cell\": \"%s\", \"bytes\": %lu, \"reps\": %d, \"kib_per_gib\": %ld}\n",
 	       cell, (unsigned long)MAP_LEN * MEM_IOAS, MEM_REPS,
-	       v[MEM_REPS / 2] * (long)(1024 * MIB / (MAP_LEN * MEM_IOAS)));
+	       (long)((double)v[MEM_REPS / 2] * (1024 * MIB) /
+		      ((double)MAP_LEN * MEM_IOAS)));
 	fflush(stdout);
 }
 
