@@ -83,12 +83,18 @@ impl Ictx {
         Ok(self.st.get(held)?.account_mm)
     }
 
-    /// Sets the accounting mode; `EBUSY` once any object exists.
-    pub fn set_account_mm(&self, held: &Held<'_>, mm: bool) -> Result {
+    /// Sets the accounting mode from `IOMMU_OPTION`'s value (0 user, 1 mm);
+    /// `EBUSY` once any object exists, checked before the value, as
+    /// upstream.
+    pub fn set_account_mm(&self, held: &Held<'_>, val: u64) -> Result {
         if self.objects.next_any().is_some() {
             return Err(crate::errno::EBUSY);
         }
-        self.st.get(held)?.account_mm = mm;
+        self.st.get(held)?.account_mm = match val {
+            0 => false,
+            1 => true,
+            _ => return Err(EINVAL),
+        };
         Ok(())
     }
 

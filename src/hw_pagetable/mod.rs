@@ -13,7 +13,7 @@ pub mod dirty;
 pub mod eventq;
 pub mod viommu;
 
-use crate::drivers::mock::pagetable::{MockPageTable, MOCK_PAGE_SIZE};
+use crate::drivers::mock::pagetable::MockPageTable;
 use crate::errno::{Result, EINVAL, EOPNOTSUPP};
 use crate::object::{Holder, NewObject, ObjKind, Object, Payload};
 use crate::platform::{arc_new, Arc, CtxCell, Held, PVec, VecExt, PAGE_SIZE};
@@ -37,7 +37,8 @@ pub enum PageTable {
 /// The mock page-table variants (`MOCK_IOMMUPT_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MockPt {
-    /// 2 KiB granule, every power-of-two size, the mock aperture.
+    /// 2 KiB granule, every power-of-two size up to 64 GiB, the mock
+    /// aperture.
     Default,
     /// 1 MiB and `PAGE_SIZE` leaves only, the whole 56-bit space.
     Huge,
@@ -61,9 +62,9 @@ pub type DomainRef = Arc<Domain>;
 impl Domain {
     /// A mock domain with upstream's selftest constants.
     pub fn new_mock(kind: MockPt, dirty_ops: bool) -> Result<DomainRef> {
-        let (pgsize_bitmap, aperture) = match kind {
+        let (sizes, aperture) = match kind {
             MockPt::Default => (
-                !(MOCK_PAGE_SIZE - 1),
+                crate::drivers::mock::pagetable::selftest_pgsize_bitmap(),
                 (
                     crate::uapi::MOCK_APERTURE_START,
                     crate::uapi::MOCK_APERTURE_LAST,
@@ -74,12 +75,16 @@ impl Domain {
                 (0, (1u64 << 56) - 1),
             ),
         };
+        let pt = MockPageTable::with_pgsize(sizes)?;
+        // What the table really maps, as upstream takes the domain's sizes
+        // from its table.
+        let pgsize_bitmap = pt.pgsize_bitmap();
         arc_new(Self {
             cookie: NEXT_COOKIE.fetch_add(1, Ordering::Relaxed),
             pgsize_bitmap,
             aperture,
             dirty_ops,
-            pt: CtxCell::new(PageTable::Mock(MockPageTable::with_pgsize(pgsize_bitmap)?)),
+            pt: CtxCell::new(PageTable::Mock(pt)),
             tracking: CtxCell::new(false),
         })
     }
@@ -102,6 +107,14 @@ impl Domain {
     /// First and last IOVA the domain translates.
     pub fn aperture(&self) -> (u64, u64) {
         self.aperture
+    }
+
+    /// True if the domain blocks no-snoop DMA (upstream's
+    /// `enforce_cache_coherency`). Upstream asks for it only for devices
+    /// whose IOMMU reports `IOMMU_CAP_ENFORCE_CACHE_COHERENCY`; the mock
+    /// IOMMU does not, so no mock domain enforces it.
+    pub fn enforces_cache_coherency(&self) -> bool {
+        false
     }
 
     /// True if the domain can track dirty pages.

@@ -59,6 +59,14 @@ impl Ioas {
         Ok(())
     }
 
+    /// True unless some HWPT over this IOAS lets devices bypass cache
+    /// coherency (`VFIO_DMA_CC_IOMMU`; true without HWPTs, as upstream).
+    pub fn all_hwpts_coherent(&self, held: &Held<'_>) -> Result<bool> {
+        Ok(self.hwpts.get(held)?.iter().all(|h| {
+            crate::payload!(h, HwptPaging).is_some_and(|p| p.domain.enforces_cache_coherency())
+        }))
+    }
+
     /// The automatic HWPTs, in creation order.
     pub fn auto_hwpts(&self, held: &Held<'_>) -> Result<PVec<Arc<Object>>> {
         snapshot(&self.hwpts.get(held)?, |h| {
@@ -444,10 +452,7 @@ pub(crate) fn option(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
                     if !crate::platform::capable(crate::platform::CAP_SYS_RESOURCE) {
                         return Err(EPERM);
                     }
-                    if cmd.val64 > 1 {
-                        return Err(EINVAL);
-                    }
-                    cx.ictx.set_account_mm(cx.held, cmd.val64 == 1)?;
+                    cx.ictx.set_account_mm(cx.held, cmd.val64)?;
                 }
                 _ => return Err(EOPNOTSUPP),
             }
