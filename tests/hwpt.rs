@@ -773,3 +773,43 @@ proptest! {
         prop_assert_eq!(pt.mapped_bytes(), end - base - gone);
     }
 }
+
+/// Fault cookies come from an `XA_FLAGS_ALLOC1` xarray: from 1, the lowest
+/// free one first.
+#[test]
+fn fault_cookies_start_at_one_and_reuse_the_lowest_free() {
+    let mut q = FaultQueue::default();
+    let mut out = Vec::new();
+    let mut read = |q: &mut FaultQueue, n: usize| {
+        out.clear();
+        let got = q
+            .read(40 * n, |off, b| {
+                out.resize(out.len().max(off + b.len()), 0);
+                out[off..off + b.len()].copy_from_slice(b);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(got, 40 * n);
+        out.chunks(40)
+            .map(|c| IommuHwptPgfault::read_from_bytes(c).unwrap().cookie)
+            .collect::<Vec<u32>>()
+    };
+    for _ in 0..3 {
+        q.push(group(1, 0)).unwrap();
+    }
+    assert_eq!(read(&mut q, 3), vec![1, 2, 3]);
+    let r = IommuHwptPageResponse {
+        cookie: 2,
+        code: IOMMUFD_PAGE_RESP_SUCCESS,
+    };
+    assert_eq!(
+        q.write(8, |_, b| {
+            b.copy_from_slice(r.as_bytes());
+            Ok(())
+        }),
+        Ok(8)
+    );
+    q.push(group(1, 0)).unwrap();
+    q.push(group(1, 0)).unwrap();
+    assert_eq!(read(&mut q, 2), vec![2, 4]);
+}
