@@ -813,3 +813,67 @@ fn fault_cookies_start_at_one_and_reuse_the_lowest_free() {
     q.push(group(1, 0)).unwrap();
     assert_eq!(read(&mut q, 2), vec![2, 4]);
 }
+
+/// `TRIGGER_IOPF` reports to the IOMMU core and returns 0 whatever became
+/// of the fault; only the device lookup can fail.
+#[test]
+fn trigger_iopf_is_zero_without_a_taker() {
+    let f = fd();
+    let ioas = f.ioas();
+    let (_, _, dev) = mock_domain_flags(&f, ioas, MOCK_FLAGS_DEVICE_PASID).unwrap();
+    let trig = |dev_id: u32, pasid: u32| {
+        let t = TestTriggerIopf {
+            dev_id,
+            pasid,
+            grpid: 1,
+            perm: IOMMU_PGFAULT_PERM_READ,
+            addr: 0x1000,
+        };
+        f.test_cmd(IOMMU_TEST_OP_TRIGGER_IOPF, 0, &t).0
+    };
+    // The RID's paging HWPT has no fault queue; PASID 7 has no HWPT.
+    assert_eq!(trig(dev, IOMMU_NO_PASID), Ok(0));
+    assert_eq!(trig(dev, 7), Ok(0));
+    assert_eq!(trig(999, 0), Err(ENOENT));
+    assert_eq!(trig(ioas, 0), Err(ENOENT));
+}
+
+/// The mock driver keeps the device's virtual ID with 0 meaning "none":
+/// a vDEVICE of virtual ID 0 gets no vEVENTs (ENOENT).
+#[test]
+fn trigger_vevent_treats_virtual_id_zero_as_none() {
+    use iommufd_rs::hw_pagetable::eventq::file_read;
+    let f = fd();
+    let ioas = f.ioas();
+    let (stdev, _, dev) = f.mock_domain(ioas).unwrap();
+    let parent = hwpt_alloc(&f, dev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, None).unwrap();
+    let viommu = viommu_alloc(&f, dev, parent).unwrap();
+    let data = selftest_data(IOMMU_TEST_IOTLB_DEFAULT, 0);
+    let nested = hwpt_alloc(
+        &f,
+        dev,
+        viommu,
+        0,
+        Some((IOMMU_HWPT_DATA_SELFTEST, data.as_bytes())),
+    )
+    .unwrap();
+    vdevice_alloc(&f, viommu, dev, 0).unwrap();
+    let r = TestMockDomainReplace { pt_id: nested };
+    f.test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev, &r)
+        .0
+        .unwrap();
+    let mut q = with_size(IommuVeventqAlloc {
+        viommu_id: viommu,
+        r#type: IOMMU_VEVENTQ_TYPE_SELFTEST,
+        veventq_depth: 4,
+        ..Default::default()
+    });
+    f.call(IOMMU_VEVENTQ_ALLOC, &mut q).unwrap();
+    let t = TestTriggerVevent { dev_id: dev };
+    assert_eq!(
+        f.test_cmd(IOMMU_TEST_OP_TRIGGER_VEVENT, 0, &t).0,
+        Err(ENOENT)
+    );
+    let ef = iommufd_rs::platform::event_file_get::<EventFile>(q.out_veventq_fd as i32).unwrap();
+    assert_eq!(file_read(&ef, &f.mem, DATA, 64), Ok(0), "no event");
+}
