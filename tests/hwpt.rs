@@ -774,6 +774,30 @@ proptest! {
     }
 }
 
+/// `TRIGGER_IOPF` reports to the IOMMU core and returns 0 whatever became
+/// of the fault; only the device lookup can fail.
+#[test]
+fn trigger_iopf_is_zero_without_a_taker() {
+    let f = fd();
+    let ioas = f.ioas();
+    let (_, _, dev) = mock_domain_flags(&f, ioas, MOCK_FLAGS_DEVICE_PASID).unwrap();
+    let trig = |dev_id: u32, pasid: u32| {
+        let t = TestTriggerIopf {
+            dev_id,
+            pasid,
+            grpid: 1,
+            perm: IOMMU_PGFAULT_PERM_READ,
+            addr: 0x1000,
+        };
+        f.test_cmd(IOMMU_TEST_OP_TRIGGER_IOPF, 0, &t).0
+    };
+    // The RID's paging HWPT has no fault queue; PASID 7 has no HWPT.
+    assert_eq!(trig(dev, IOMMU_NO_PASID), Ok(0));
+    assert_eq!(trig(dev, 7), Ok(0));
+    assert_eq!(trig(999, 0), Err(ENOENT));
+    assert_eq!(trig(ioas, 0), Err(ENOENT));
+}
+
 /// Fault cookies come from an `XA_FLAGS_ALLOC1` xarray: from 1, the lowest
 /// free one first.
 #[test]
@@ -814,28 +838,59 @@ fn fault_cookies_start_at_one_and_reuse_the_lowest_free() {
     assert_eq!(read(&mut q, 2), vec![2, 4]);
 }
 
-/// `TRIGGER_IOPF` reports to the IOMMU core and returns 0 whatever became
-/// of the fault; only the device lookup can fail.
+/// A PASID attach to an IOAS makes an automatic domain and attaches to it
+/// before the domain mirrors the IOAS: the PASID check (automatic domains
+/// are not PASID-capable) fails first, even where the aperture would not
+/// fit the IOAS.
 #[test]
-fn trigger_iopf_is_zero_without_a_taker() {
+fn pasid_attach_to_an_ioas_fails_compat_before_the_aperture() {
     let f = fd();
     let ioas = f.ioas();
-    let (_, _, dev) = mock_domain_flags(&f, ioas, MOCK_FLAGS_DEVICE_PASID).unwrap();
-    let trig = |dev_id: u32, pasid: u32| {
-        let t = TestTriggerIopf {
-            dev_id,
-            pasid,
-            grpid: 1,
-            perm: IOMMU_PGFAULT_PERM_READ,
-            addr: 0x1000,
-        };
-        f.test_cmd(IOMMU_TEST_OP_TRIGGER_IOPF, 0, &t).0
+    let (stdev, _, _) = mock_domain_flags(&f, ioas, MOCK_FLAGS_DEVICE_PASID).unwrap();
+    let outside = f.ioas();
+    f.map_fixed(outside, BUF, PS, 0x10000).unwrap();
+    let p = TestPasidAttach {
+        pasid: 100,
+        pt_id: outside,
     };
-    // The RID's paging HWPT has no fault queue; PASID 7 has no HWPT.
-    assert_eq!(trig(dev, IOMMU_NO_PASID), Ok(0));
-    assert_eq!(trig(dev, 7), Ok(0));
-    assert_eq!(trig(999, 0), Err(ENOENT));
-    assert_eq!(trig(ioas, 0), Err(ENOENT));
+    assert_eq!(
+        f.test_cmd(IOMMU_TEST_OP_PASID_ATTACH, stdev, &p).0,
+        Err(EINVAL)
+    );
+    assert!(f.hwpts_of(outside).is_empty());
+    // The RID's replace makes the domain first: EADDRINUSE, as upstream.
+    let r = TestMockDomainReplace { pt_id: outside };
+    assert_eq!(
+        f.test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev, &r).0,
+        Err(EADDRINUSE)
+    );
+}
+
+/// The PASID test ops look the HWPT up before anything else: an unknown ID
+/// is ENOENT, another kind of object EINVAL.
+#[test]
+fn pasid_ops_look_up_the_id_first() {
+    let f = fd();
+    let ioas = f.ioas();
+    let (stdev, _, _) = mock_domain_flags(&f, ioas, MOCK_FLAGS_DEVICE_PASID).unwrap();
+    let replace = TestPasidAttach {
+        pasid: 200,
+        pt_id: 999,
+    };
+    assert_eq!(
+        f.test_cmd(IOMMU_TEST_OP_PASID_REPLACE, stdev, &replace).0,
+        Err(ENOENT)
+    );
+    let check = |hwpt_id: u32| {
+        let p = TestPasidCheck {
+            pasid: 200,
+            hwpt_id,
+        };
+        f.test_cmd(IOMMU_TEST_OP_PASID_CHECK_HWPT, stdev, &p).0
+    };
+    assert_eq!(check(999), Err(ENOENT));
+    assert_eq!(check(ioas), Err(EINVAL));
+    assert_eq!(check(0), Ok(0));
 }
 
 /// The mock driver keeps the device's virtual ID with 0 meaning "none":

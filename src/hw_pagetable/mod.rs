@@ -275,28 +275,58 @@ pub fn hwpt_paging_create<'t>(
     domain: DomainRef,
     fault: Option<Holder>,
 ) -> Result<NewObject<'t>> {
-    let ioas = crate::payload!(ioas_obj, Ioas).ok_or(EINVAL)?;
-    let new = cx.ictx.objects().reserve(Payload::HwptPaging(HwptPaging {
-        domain: domain.clone(),
+    let new = hwpt_paging_reserve(cx, ioas_obj, auto, flags, domain, fault)?;
+    hwpt_paging_add(cx, new.object().ok_or(EINVAL)?)?;
+    Ok(new)
+}
+
+/// The first half of [`hwpt_paging_create`]: the object (and its ID),
+/// without touching the IOAS yet.
+fn hwpt_paging_reserve<'t>(
+    cx: &'t Cx<'_>,
+    ioas_obj: &Arc<Object>,
+    auto: bool,
+    flags: u32,
+    domain: DomainRef,
+    fault: Option<Holder>,
+) -> Result<NewObject<'t>> {
+    crate::payload!(ioas_obj, Ioas).ok_or(EINVAL)?;
+    cx.ictx.objects().reserve(Payload::HwptPaging(HwptPaging {
+        domain,
         ioas: ioas_obj.hold(),
         auto,
         nest_parent: flags & NEST != 0,
         pasid_compat: flags & PASID != 0,
         fault,
-    }))?;
-    let obj = new.object().cloned().ok_or(EINVAL)?;
-    ioas.iopt(cx.held)?.add_domain(cx.held, &domain)?;
-    if let Err(e) = ioas.remember_hwpt(cx.held, &obj) {
-        ioas.iopt(cx.held)?.remove_domain(cx.held, &domain);
+    }))
+}
+
+/// The second half of [`hwpt_paging_create`]: the IOAS starts mirroring
+/// into the HWPT's domain (upstream's `iopt_table_add_domain`).
+pub fn hwpt_paging_add(cx: &Cx<'_>, obj: &Arc<Object>) -> Result {
+    let hwpt = crate::payload!(obj, HwptPaging).ok_or(EINVAL)?;
+    let ioas = crate::payload!(hwpt.ioas.object(), Ioas).ok_or(EINVAL)?;
+    ioas.iopt(cx.held)?.add_domain(cx.held, &hwpt.domain)?;
+    if let Err(e) = ioas.remember_hwpt(cx.held, obj) {
+        ioas.iopt(cx.held)?.remove_domain(cx.held, &hwpt.domain);
         return Err(e);
     }
-    Ok(new)
+    Ok(())
 }
 
 /// An automatic HWPT for a device attaching to an IOAS.
 pub fn hwpt_auto_create<'t>(cx: &'t Cx<'_>, ioas_obj: &Arc<Object>) -> Result<NewObject<'t>> {
+    let new = hwpt_auto_reserve(cx, ioas_obj)?;
+    hwpt_paging_add(cx, new.object().ok_or(EINVAL)?)?;
+    Ok(new)
+}
+
+/// An automatic HWPT whose domain does not mirror the IOAS yet: an attach
+/// joins the device first, then calls [`hwpt_paging_add`], as upstream's
+/// immediate attach does.
+pub fn hwpt_auto_reserve<'t>(cx: &'t Cx<'_>, ioas_obj: &Arc<Object>) -> Result<NewObject<'t>> {
     let domain = Domain::new_mock(MockPt::Default, false)?;
-    hwpt_paging_create(cx, ioas_obj, true, 0, domain, None)
+    hwpt_paging_reserve(cx, ioas_obj, true, 0, domain, None)
 }
 
 /// Undoes [`hwpt_paging_create`] for a HWPT that was never published.

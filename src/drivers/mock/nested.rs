@@ -365,10 +365,14 @@ pub fn test_pasid(cx: &Cx<'_>, ucmd: &Ucmd<'_>, cmd: &mut IommuTestCmd) -> Resul
         _ => {
             let p: TestPasidCheck = cmd.payload();
             let cur = dev.hwpt_of(cx.held, p.pasid)?;
-            let ok = match (cur, p.hwpt_id) {
-                (None, 0) => true,
-                (Some(h), id) => h.id() == id,
-                (None, _) => false,
+            // 0 asks "detached?"; any other ID must name a HWPT (`ENOENT`
+            // if unknown, `EINVAL` for another kind), as upstream.
+            let ok = if p.hwpt_id == 0 {
+                cur.is_none()
+            } else {
+                let r = cx.ictx.objects().get(p.hwpt_id, None)?;
+                Hwpt::of(r.object()).ok_or(EINVAL)?;
+                cur.is_some_and(|h| Arc::ptr_eq(&h, r.object()))
             };
             if ok {
                 Ok(())
