@@ -932,3 +932,43 @@ fn trigger_vevent_treats_virtual_id_zero_as_none() {
     let ef = iommufd_rs::platform::event_file_get::<EventFile>(q.out_veventq_fd as i32).unwrap();
     assert_eq!(file_read(&ef, &f.mem, DATA, 64), Ok(0), "no event");
 }
+
+/// vIOMMU `mmap` offsets are allocated like upstream's `mtree_alloc_range`
+/// from `PAGE_SIZE`: the lowest free range fits, and a destroyed vIOMMU's
+/// range is reused.
+#[test]
+fn viommu_mmap_offsets_are_lowest_free_and_reused() {
+    let f = fd();
+    let ioas = f.ioas();
+    let (_, _, dev) = f.mock_domain(ioas).unwrap();
+    let parent = hwpt_alloc(&f, dev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, None).unwrap();
+    let alloc = || {
+        let d = IommuViommuSelftest {
+            in_data: 7,
+            ..Default::default()
+        };
+        f.mem.poke(DATA, d.as_bytes());
+        let mut c = with_size(IommuViommuAlloc {
+            r#type: IOMMU_VIOMMU_TYPE_SELFTEST,
+            dev_id: dev,
+            hwpt_id: parent,
+            data_len: core::mem::size_of::<IommuViommuSelftest>() as u32,
+            data_uptr: DATA,
+            ..Default::default()
+        });
+        f.call(IOMMU_VIOMMU_ALLOC, &mut c).unwrap();
+        let out = IommuViommuSelftest::read_from_bytes(&f.mem.peek(DATA, 24)).unwrap();
+        assert_eq!(out.out_mmap_length, 2 * PS);
+        (c.out_viommu_id, out.out_mmap_offset)
+    };
+    let (a, off_a) = alloc();
+    let (b, off_b) = alloc();
+    assert_eq!((off_a, off_b), (PS, 3 * PS));
+    f.destroy(a).unwrap();
+    let (_, off_c) = alloc();
+    assert_eq!(off_c, PS, "the first range again");
+    let (_, off_d) = alloc();
+    assert_eq!(off_d, 5 * PS);
+    f.destroy(b).unwrap();
+    assert_eq!(alloc().1, 3 * PS);
+}
