@@ -972,3 +972,36 @@ fn viommu_mmap_offsets_are_lowest_free_and_reused() {
     f.destroy(b).unwrap();
     assert_eq!(alloc().1, 3 * PS);
 }
+
+/// `IOMMU_HWPT_ALLOC` makes the domain and has the IOAS mirror into it
+/// before it looks up `fault_id`: a domain that cannot take the IOAS fails
+/// first (EADDRINUSE), an unknown fault only then (ENOENT).
+#[test]
+fn hwpt_alloc_looks_up_the_fault_after_the_domain() {
+    let f = fd();
+    let ioas = f.ioas();
+    let (_, _, dev) = f.mock_domain(ioas).unwrap();
+    let outside = f.ioas();
+    f.map_fixed(outside, BUF, PS, 0x10000).unwrap();
+    let flags = IOMMU_HWPT_FAULT_ID_VALID;
+    let alloc = |pt: u32, fault_id: u32| {
+        let mut c = with_size(IommuHwptAlloc {
+            flags,
+            dev_id: dev,
+            pt_id: pt,
+            fault_id,
+            ..Default::default()
+        });
+        f.call(IOMMU_HWPT_ALLOC, &mut c).map(|_| c.out_hwpt_id)
+    };
+    assert_eq!(alloc(outside, 999), Err(EADDRINUSE));
+    assert_eq!(alloc(ioas, 999), Err(ENOENT));
+    assert_eq!(alloc(ioas, outside), Err(ENOENT), "not a FAULT");
+    assert_eq!(f.hwpts_of(ioas).len(), 1, "only the automatic one");
+    let mut fa = with_size(IommuFaultAlloc::default());
+    f.call(IOMMU_FAULT_QUEUE_ALLOC, &mut fa).unwrap();
+    assert_eq!(alloc(outside, fa.out_fault_id), Err(EADDRINUSE));
+    let h = alloc(ioas, fa.out_fault_id).unwrap();
+    assert_eq!(f.destroy(fa.out_fault_id), Err(EBUSY));
+    f.destroy(h).unwrap();
+}

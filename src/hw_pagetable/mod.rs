@@ -417,6 +417,14 @@ pub(crate) fn hwpt_alloc(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
     let device = crate::payload!(dev.object(), Device).ok_or(EINVAL)?;
     let pt = cx.ictx.objects().get(cmd.pt_id, None).map_err(|_| EINVAL)?;
     let pt_obj = pt.object();
+    // Upstream looks the FAULT object up only once the HWPT exists (a
+    // paging one already mirroring the IOAS), so every error of the
+    // creation comes first; the lookup has no side effects, so it is done
+    // here and its error held back until then.
+    let (fault, fault_err) = match fault_holder(cx, &cmd) {
+        Ok(f) => (f, None),
+        Err(e) => (None, Some(e)),
+    };
     let new = match pt_obj.payload() {
         Payload::Ioas(_) => {
             if cmd.flags & !(NEST | DIRTY | FAULT | PASID) != 0 {
@@ -429,7 +437,6 @@ pub(crate) fn hwpt_alloc(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
                 return Err(EOPNOTSUPP);
             }
             let kind = crate::drivers::mock::nested::paging_user_cfg(ucmd, &cmd)?;
-            let fault = fault_holder(cx, &cmd)?;
             let domain = Domain::new_mock(kind, cmd.flags & DIRTY != 0)?;
             hwpt_paging_create(cx, pt_obj, false, cmd.flags, domain, fault)?
         }
@@ -440,19 +447,23 @@ pub(crate) fn hwpt_alloc(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
             if parent.auto || !parent.nest_parent {
                 return Err(EINVAL);
             }
-            nested_create(cx, ucmd, &cmd, pt_obj.hold(), None)?
+            nested_create(cx, ucmd, &cmd, pt_obj.hold(), None, fault)?
         }
         Payload::Viommu(v) => {
             if cmd.flags & !(FAULT | PASID) != 0 || cmd.data_len == 0 {
                 return Err(EOPNOTSUPP);
             }
             let parent = v.parent.object().hold();
-            nested_create(cx, ucmd, &cmd, parent, Some(pt_obj.hold()))?
+            nested_create(cx, ucmd, &cmd, parent, Some(pt_obj.hold()), fault)?
         }
         _ => return Err(EINVAL),
     };
     cmd.out_hwpt_id = new.id();
-    if let Err(e) = ucmd.respond(&cmd) {
+    let res = match fault_err {
+        Some(e) => Err(e),
+        None => ucmd.respond(&cmd),
+    };
+    if let Err(e) = res {
         if crate::payload!(new.object().ok_or(EINVAL)?, HwptPaging).is_some() {
             hwpt_abort(cx, new);
         }
@@ -469,9 +480,9 @@ fn nested_create<'t>(
     cmd: &IommuHwptAlloc,
     parent: Holder,
     viommu: Option<Holder>,
+    fault: Option<Holder>,
 ) -> Result<NewObject<'t>> {
     let iotlb = crate::drivers::mock::nested::nested_user_cfg(ucmd, cmd)?;
-    let fault = fault_holder(cx, cmd)?;
     cx.ictx.objects().reserve(Payload::HwptNested(HwptNested {
         parent,
         viommu,
