@@ -236,9 +236,15 @@ fn veventq_alloc_minimum_is_the_end_of_out_veventq_fd() {
         ..Default::default()
     };
     // Past the size check: the vIOMMU lookup fails.
-    assert_eq!(fd.raw(IOMMU_VEVENTQ_ALLOC, &cmd.as_bytes()[..28]).0, Err(ENOENT));
+    assert_eq!(
+        fd.raw(IOMMU_VEVENTQ_ALLOC, &cmd.as_bytes()[..28]).0,
+        Err(ENOENT)
+    );
     let cmd = IommuVeventqAlloc { size: 27, ..cmd };
-    assert_eq!(fd.raw(IOMMU_VEVENTQ_ALLOC, &cmd.as_bytes()[..28]).0, Err(EINVAL));
+    assert_eq!(
+        fd.raw(IOMMU_VEVENTQ_ALLOC, &cmd.as_bytes()[..28]).0,
+        Err(EINVAL)
+    );
 }
 
 /// `check_zeroed_user()` reads aligned words in order: a non-zero word
