@@ -152,6 +152,7 @@ pub fn destroy_object(cx: &Cx<'_>, obj: &Arc<Object>) {
         Payload::HwptPaging(_) => crate::hw_pagetable::hwpt_paging_destroy(cx, obj),
         Payload::Device(_) => Ok(()),
         Payload::Access(_) => crate::drivers::mock::access_destroy(cx, obj),
+        Payload::InternalAccess(_) => crate::ioas::internal_access::detach(cx, obj),
         Payload::Selftest(_) => crate::drivers::mock::selftest_destroy(cx, obj),
         Payload::HwptNested(_) | Payload::Fault(_) | Payload::Tombstone => Ok(()),
         Payload::Viommu(_) => {

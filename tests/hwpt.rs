@@ -1005,3 +1005,56 @@ fn hwpt_alloc_looks_up_the_fault_after_the_domain() {
     assert_eq!(f.destroy(fa.out_fault_id), Err(EBUSY));
     f.destroy(h).unwrap();
 }
+
+fn hw_queue_alloc(f: &Fd, viommu: u32, index: u32, iova: u64, length: u64) -> Result<u32> {
+    let mut c = with_size(IommuHwQueueAlloc {
+        viommu_id: viommu,
+        r#type: IOMMU_HW_QUEUE_TYPE_SELFTEST,
+        index,
+        nesting_parent_iova: iova,
+        length,
+        ..Default::default()
+    });
+    f.call(IOMMU_HW_QUEUE_ALLOC, &mut c)?;
+    Ok(c.out_hw_queue_id)
+}
+
+/// A HW queue pins through an internal access object, as upstream's
+/// `iommufd_access_create_internal`: it takes the ID after the queue's
+/// (IOMMU_DESTROY of it is EBUSY), raises the IOAS alignment to PAGE_SIZE
+/// while it exists, and cannot join an IOAS holding a 2 KiB-aligned area
+/// (EADDRINUSE). Destroying the queue releases both IDs.
+#[test]
+fn hw_queue_pins_through_an_internal_access() {
+    let f = fd();
+    let ioas = f.ioas();
+    let (_, _, dev) = f.mock_domain(ioas).unwrap();
+    let parent = hwpt_alloc(&f, dev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, None).unwrap();
+    let viommu = viommu_alloc(&f, dev, parent).unwrap();
+    f.map_fixed(ioas, BUF, 2 * PS, A0).unwrap();
+    assert_eq!(f.ranges(ioas).1, MPS);
+    let q = hw_queue_alloc(&f, viommu, 0, A0, PS).unwrap();
+    let access = q + 1;
+    assert_eq!(f.destroy(access), Err(EBUSY), "the queue holds its access");
+    let next = f.ioas();
+    assert_eq!(next, q + 2, "the access took an ID");
+    f.destroy(next).unwrap();
+    assert_eq!(f.ranges(ioas).1, PS);
+    assert_eq!(
+        f.map_fixed(ioas, BUF + 0x800, 0x800, A0 + 0x10000),
+        Err(EINVAL)
+    );
+    assert_eq!(f.unmap(ioas, A0, 2 * PS), Err(EBUSY));
+    f.destroy(q).unwrap();
+    assert_eq!(f.ranges(ioas).1, MPS);
+    assert_eq!(f.ioas(), q, "both IDs are free again");
+    assert_eq!(f.ioas(), access);
+    // An area only 2 KiB-aligned keeps the access out.
+    f.map_fixed(ioas, BUF + 0x800, 0x800, A0 + 0x10000).unwrap();
+    assert_eq!(hw_queue_alloc(&f, viommu, 0, A0, PS), Err(EADDRINUSE));
+    let next = f.ioas();
+    assert_eq!(next, access + 1, "no ID left behind");
+    assert_eq!(f.ranges(ioas).1, MPS);
+    f.unmap(ioas, A0 + 0x10000, 0x800).unwrap();
+    hw_queue_alloc(&f, viommu, 0, A0, PS).unwrap();
+}

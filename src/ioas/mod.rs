@@ -1,6 +1,7 @@
 //! IO address spaces: format-agnostic IOVA -> user memory maps that are copied
 //! into every attached domain and in-kernel access, and their ioctls.
 
+pub mod internal_access;
 pub mod iopt;
 pub mod pages;
 pub mod vfio_compat;
