@@ -22,7 +22,6 @@ struct Region {
 
 struct Inner {
     regions: PVec<Region>,
-    next: u64,
 }
 
 /// The regions of one file.
@@ -45,20 +44,33 @@ impl MmapTable {
         Ok(Self {
             inner: LeafMutex::new(Inner {
                 regions: PVec::new(),
-                // Offset 0 is never handed out, as upstream.
-                next: PAGE_SIZE,
             })?,
         })
     }
 
-    /// A fresh page-aligned offset for `length` bytes (offsets are not
-    /// reused while the file is open).
+    /// The lowest page-aligned offset from `PAGE_SIZE` (0 is never handed
+    /// out) where `length` bytes fit between the registered regions, as
+    /// upstream's `mtree_alloc_range`; a withdrawn region's range is free
+    /// again. The caller registers the region under the same context lock
+    /// before anyone else can allocate.
     pub fn alloc_offset(&self, length: u64) -> Result<u64> {
         let length = length.checked_next_multiple_of(PAGE_SIZE).ok_or(EINVAL)?;
-        let mut g = self.inner.lock();
-        let off = g.next;
-        g.next = off.checked_add(length).ok_or(ENOSPC)?;
-        Ok(off)
+        let g = self.inner.lock();
+        let mut off = PAGE_SIZE;
+        loop {
+            let end = off.checked_add(length).ok_or(ENOSPC)?;
+            // Skip past the furthest region overlapping the candidate.
+            let clash = g
+                .regions
+                .iter()
+                .filter(|r| r.offset < end && off < r.offset.saturating_add(r.length))
+                .map(|r| r.offset.saturating_add(r.length))
+                .max();
+            match clash {
+                None => return Ok(off),
+                Some(e) => off = e.checked_next_multiple_of(PAGE_SIZE).ok_or(ENOSPC)?,
+            }
+        }
     }
 
     /// Makes room for one more region, so that [`Self::register`] cannot

@@ -64,6 +64,8 @@ pub enum Payload {
     HwptPaging(HwptPaging),
     /// An access.
     Access(StAccessObj),
+    /// An access the core made for itself (a HW queue's).
+    InternalAccess(crate::ioas::internal_access::InternalAccess),
     /// A selftest mock device.
     Selftest(SelftestDevice),
     /// A nested HWPT.
@@ -89,7 +91,7 @@ impl Payload {
             Payload::Ioas(_) => ObjKind::Ioas,
             Payload::Device(_) => ObjKind::Device,
             Payload::HwptPaging(_) => ObjKind::HwptPaging,
-            Payload::Access(_) => ObjKind::Access,
+            Payload::Access(_) | Payload::InternalAccess(_) => ObjKind::Access,
             Payload::Selftest(_) => ObjKind::Selftest,
             Payload::HwptNested(_) => ObjKind::HwptNested,
             Payload::Viommu(_) => ObjKind::Viommu,

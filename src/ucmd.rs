@@ -83,12 +83,18 @@ impl Ictx {
         Ok(self.st.get(held)?.account_mm)
     }
 
-    /// Sets the accounting mode; `EBUSY` once any object exists.
-    pub fn set_account_mm(&self, held: &Held<'_>, mm: bool) -> Result {
+    /// Sets the accounting mode from `IOMMU_OPTION`'s value (0 user, 1 mm);
+    /// `EBUSY` once any object exists, checked before the value, as
+    /// upstream.
+    pub fn set_account_mm(&self, held: &Held<'_>, val: u64) -> Result {
         if self.objects.next_any().is_some() {
             return Err(crate::errno::EBUSY);
         }
-        self.st.get(held)?.account_mm = mm;
+        self.st.get(held)?.account_mm = match val {
+            0 => false,
+            1 => true,
+            _ => return Err(EINVAL),
+        };
         Ok(())
     }
 
@@ -146,6 +152,7 @@ pub fn destroy_object(cx: &Cx<'_>, obj: &Arc<Object>) {
         Payload::HwptPaging(_) => crate::hw_pagetable::hwpt_paging_destroy(cx, obj),
         Payload::Device(_) => Ok(()),
         Payload::Access(_) => crate::drivers::mock::access_destroy(cx, obj),
+        Payload::InternalAccess(_) => crate::ioas::internal_access::detach(cx, obj),
         Payload::Selftest(_) => crate::drivers::mock::selftest_destroy(cx, obj),
         Payload::HwptNested(_) | Payload::Fault(_) | Payload::Tombstone => Ok(()),
         Payload::Viommu(_) => {
@@ -242,16 +249,49 @@ impl Ucmd<'_> {
 }
 
 /// `check_zeroed_user()`: `E2BIG` if any byte of the range is non-zero.
-fn check_zeroed(mem: &dyn UserMem, mut addr: u64, mut len: usize) -> Result {
-    let mut buf = [0u8; 64];
-    while len > 0 {
-        let n = len.min(buf.len());
-        mem.read(addr, &mut buf[..n])?;
-        if buf[..n].iter().any(|&b| b != 0) {
-            return Err(E2BIG);
+///
+/// Upstream reads the aligned words covering the range in order and stops
+/// at the first non-zero one (`E2BIG`) or the first fault (`EFAULT`), so
+/// which error wins depends on which comes first. Reads here go by aligned
+/// 64-byte chunks (never straddling a page); a chunk that faults is read
+/// again word by word to find out which came first.
+fn check_zeroed(mem: &dyn UserMem, addr: u64, len: usize) -> Result {
+    const W: u64 = size_of::<u64>() as u64;
+    const CHUNK: u64 = 64;
+    if len == 0 {
+        return Ok(());
+    }
+    let end = addr.checked_add(len as u64).ok_or(EFAULT)?;
+    let end_words = end.checked_next_multiple_of(W).ok_or(EFAULT)?;
+    // Words wholly below `addr` or at/after `end` are never read; the bytes
+    // of a covering word outside the range are masked off.
+    let nonzero = |at: u64, bytes: &[u8]| {
+        bytes
+            .iter()
+            .enumerate()
+            .any(|(i, &b)| b != 0 && (addr..end).contains(&(at + i as u64)))
+    };
+    let mut at = addr & !(W - 1);
+    let mut buf = [0u8; CHUNK as usize];
+    while at < end {
+        let chunk_end = (at | (CHUNK - 1))
+            .checked_add(1)
+            .map_or(end_words, |c| c.min(end_words));
+        let n = (chunk_end - at) as usize;
+        if mem.read(at, &mut buf[..n]).is_ok() {
+            if nonzero(at, &buf[..n]) {
+                return Err(E2BIG);
+            }
+        } else {
+            for w in (at..chunk_end).step_by(W as usize) {
+                let mut word = [0u8; W as usize];
+                mem.read(w, &mut word)?;
+                if nonzero(w, &word) {
+                    return Err(E2BIG);
+                }
+            }
         }
-        addr = addr.checked_add(n as u64).ok_or(EFAULT)?;
-        len -= n;
+        at = chunk_end;
     }
     Ok(())
 }
@@ -382,7 +422,7 @@ const OPS: &[Op] = &[
     op!(
         VEVENTQ_ALLOC,
         IommuVeventqAlloc,
-        __reserved,
+        out_veventq_fd,
         crate::hw_pagetable::eventq::veventq_alloc
     ),
     op!(
@@ -402,12 +442,21 @@ const OPS: &[Op] = &[
 
 /// Handles one ioctl on a `/dev/iommu` file.
 pub fn ioctl(ictx: &Arc<Ictx>, mem: &dyn UserMem, ioctl_cmd: u32, arg: u64) -> Result<isize> {
-    // An exact match of the whole number, as upstream: `_IOWR(';', 0x81, x)`
-    // is not IOMMU_IOAS_ALLOC.
+    // Upstream indexes its table by `_IOC_NR` alone and reads `size` before
+    // it compares the whole number, so any number whose low byte falls in
+    // the table (0x80..=0xa0, the selftest command is the last entry) faults
+    // on a bad pointer first. Only an exact match is served:
+    // `_IOWR(';', 0x81, x)` is not IOMMU_IOAS_ALLOC.
+    let nr = ioctl_cmd & 0xff;
+    let in_table = (cmd::BASE..=cmd::TEST).contains(&nr);
+    let mut size = [0u8; 4];
+    if in_table {
+        mem.read(arg, &mut size)?;
+    }
     let Some(op) = OPS.iter().find(|op| iommufd_io(op.nr) == ioctl_cmd) else {
-        // Numbers below the iommufd range are the VFIO type1 container
-        // ioctls, served on the same fd.
-        if crate::ioas::vfio_compat::is_vfio_cmd(ioctl_cmd) {
+        // Outside the table, the VFIO type1 container ioctls are served on
+        // the same fd.
+        if !in_table && crate::ioas::vfio_compat::is_vfio_cmd(ioctl_cmd) {
             let held = ictx.lock();
             let cx = Cx {
                 ictx,
@@ -418,8 +467,10 @@ pub fn ioctl(ictx: &Arc<Ictx>, mem: &dyn UserMem, ioctl_cmd: u32, arg: u64) -> R
         }
         return Err(ENOTTY);
     };
-    let mut size = [0u8; 4];
-    mem.read(arg, &mut size)?;
+    if !in_table {
+        // Extensions, outside upstream's table.
+        mem.read(arg, &mut size)?;
+    }
     let user_size = u32::from_ne_bytes(size);
     if user_size < op.min_size {
         return Err(EINVAL);

@@ -190,6 +190,88 @@ fn unknown_ioctls_are_enotty() {
     }
 }
 
+/// Upstream reads `size` before it compares the whole number for every
+/// `nr` of its table (0x80..=0xa0 with the selftest command), whatever the
+/// type and size bits; other numbers go to the VFIO compatibility switch,
+/// which matches whole numbers and reads nothing for the ones it lacks.
+#[test]
+fn malformed_numbers_in_the_command_range_read_size_first() {
+    let fd = Fd::new();
+    let iowr = |nr: u32| (3 << 30) | (12 << 16) | iommufd_io(nr);
+    for cmd in [
+        iowr(0x81),
+        iowr(0x80),
+        iowr(0xa0),
+        iommufd_io(0x96),
+        iommufd_io(0x9f),
+        (u32::from(b'x') << 8) | 0x85,
+    ] {
+        for arg in [0, 1, u64::MAX - 1] {
+            assert_eq!(ioctl(&fd.ictx, &fd.mem, cmd, arg), Err(EFAULT), "{cmd:#x}");
+        }
+        assert_eq!(ioctl(&fd.ictx, &fd.mem, cmd, ARG), Err(ENOTTY), "{cmd:#x}");
+    }
+    // Outside the table: ENOTTY without a read.
+    let vfio_iowr = (3 << 30) | (16 << 16) | VFIO_IOMMU_MAP_DMA;
+    for cmd in [
+        iommufd_io(0x7f),
+        iommufd_io(0xa1),
+        iommufd_io(0xbf),
+        iommufd_io(0xc1),
+        vfio_iowr,
+        0x1234,
+    ] {
+        assert_eq!(ioctl(&fd.ictx, &fd.mem, cmd, 0), Err(ENOTTY), "{cmd:#x}");
+    }
+}
+
+#[test]
+fn veventq_alloc_minimum_is_the_end_of_out_veventq_fd() {
+    let fd = Fd::new();
+    let cmd = IommuVeventqAlloc {
+        size: 28,
+        viommu_id: 99,
+        r#type: 0xbeef,
+        veventq_depth: 1,
+        ..Default::default()
+    };
+    // Past the size check: the vIOMMU lookup fails.
+    assert_eq!(
+        fd.raw(IOMMU_VEVENTQ_ALLOC, &cmd.as_bytes()[..28]).0,
+        Err(ENOENT)
+    );
+    let cmd = IommuVeventqAlloc { size: 27, ..cmd };
+    assert_eq!(
+        fd.raw(IOMMU_VEVENTQ_ALLOC, &cmd.as_bytes()[..28]).0,
+        Err(EINVAL)
+    );
+}
+
+/// `check_zeroed_user()` reads aligned words in order: a non-zero word
+/// before an unmapped page is `E2BIG`, the page before any non-zero byte is
+/// `EFAULT`, and the bytes of the first word below the tail do not count.
+#[test]
+fn zero_tail_is_checked_word_by_word() {
+    let fd = Fd::new();
+    let head = IommuIoasAlloc {
+        size: 8192,
+        ..Default::default()
+    };
+    let mut bytes = vec![0u8; 4096];
+    bytes[..12].copy_from_slice(head.as_bytes());
+    for at in [4095usize, 4088, 4033, 12] {
+        let mut b = bytes.clone();
+        b[at] = 1;
+        assert_eq!(fd.raw(IOMMU_IOAS_ALLOC, &b).0, Err(E2BIG), "byte {at}");
+    }
+    assert_eq!(fd.raw(IOMMU_IOAS_ALLOC, &bytes).0, Err(EFAULT));
+    // out_ioas_id shares the tail's first word: not checked.
+    let mut b = bytes.clone();
+    b[..4].copy_from_slice(&64u32.to_ne_bytes());
+    b[8..12].copy_from_slice(&[0xff; 4]);
+    assert_eq!(fd.raw(IOMMU_IOAS_ALLOC, &b[..64]).0, Ok(0));
+}
+
 #[test]
 fn bad_pointers_are_efault() {
     let fd = Fd::new();

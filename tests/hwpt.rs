@@ -773,3 +773,288 @@ proptest! {
         prop_assert_eq!(pt.mapped_bytes(), end - base - gone);
     }
 }
+
+/// `TRIGGER_IOPF` reports to the IOMMU core and returns 0 whatever became
+/// of the fault; only the device lookup can fail.
+#[test]
+fn trigger_iopf_is_zero_without_a_taker() {
+    let f = fd();
+    let ioas = f.ioas();
+    let (_, _, dev) = mock_domain_flags(&f, ioas, MOCK_FLAGS_DEVICE_PASID).unwrap();
+    let trig = |dev_id: u32, pasid: u32| {
+        let t = TestTriggerIopf {
+            dev_id,
+            pasid,
+            grpid: 1,
+            perm: IOMMU_PGFAULT_PERM_READ,
+            addr: 0x1000,
+        };
+        f.test_cmd(IOMMU_TEST_OP_TRIGGER_IOPF, 0, &t).0
+    };
+    // The RID's paging HWPT has no fault queue; PASID 7 has no HWPT.
+    assert_eq!(trig(dev, IOMMU_NO_PASID), Ok(0));
+    assert_eq!(trig(dev, 7), Ok(0));
+    assert_eq!(trig(999, 0), Err(ENOENT));
+    assert_eq!(trig(ioas, 0), Err(ENOENT));
+}
+
+/// Fault cookies come from an `XA_FLAGS_ALLOC1` xarray: from 1, the lowest
+/// free one first.
+#[test]
+fn fault_cookies_start_at_one_and_reuse_the_lowest_free() {
+    let mut q = FaultQueue::default();
+    let mut out = Vec::new();
+    let mut read = |q: &mut FaultQueue, n: usize| {
+        out.clear();
+        let got = q
+            .read(40 * n, |off, b| {
+                out.resize(out.len().max(off + b.len()), 0);
+                out[off..off + b.len()].copy_from_slice(b);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(got, 40 * n);
+        out.chunks(40)
+            .map(|c| IommuHwptPgfault::read_from_bytes(c).unwrap().cookie)
+            .collect::<Vec<u32>>()
+    };
+    for _ in 0..3 {
+        q.push(group(1, 0)).unwrap();
+    }
+    assert_eq!(read(&mut q, 3), vec![1, 2, 3]);
+    let r = IommuHwptPageResponse {
+        cookie: 2,
+        code: IOMMUFD_PAGE_RESP_SUCCESS,
+    };
+    assert_eq!(
+        q.write(8, |_, b| {
+            b.copy_from_slice(r.as_bytes());
+            Ok(())
+        }),
+        Ok(8)
+    );
+    q.push(group(1, 0)).unwrap();
+    q.push(group(1, 0)).unwrap();
+    assert_eq!(read(&mut q, 2), vec![2, 4]);
+}
+
+/// A PASID attach to an IOAS makes an automatic domain and attaches to it
+/// before the domain mirrors the IOAS: the PASID check (automatic domains
+/// are not PASID-capable) fails first, even where the aperture would not
+/// fit the IOAS.
+#[test]
+fn pasid_attach_to_an_ioas_fails_compat_before_the_aperture() {
+    let f = fd();
+    let ioas = f.ioas();
+    let (stdev, _, _) = mock_domain_flags(&f, ioas, MOCK_FLAGS_DEVICE_PASID).unwrap();
+    let outside = f.ioas();
+    f.map_fixed(outside, BUF, PS, 0x10000).unwrap();
+    let p = TestPasidAttach {
+        pasid: 100,
+        pt_id: outside,
+    };
+    assert_eq!(
+        f.test_cmd(IOMMU_TEST_OP_PASID_ATTACH, stdev, &p).0,
+        Err(EINVAL)
+    );
+    assert!(f.hwpts_of(outside).is_empty());
+    // The RID's replace makes the domain first: EADDRINUSE, as upstream.
+    let r = TestMockDomainReplace { pt_id: outside };
+    assert_eq!(
+        f.test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev, &r).0,
+        Err(EADDRINUSE)
+    );
+}
+
+/// The PASID test ops look the HWPT up before anything else: an unknown ID
+/// is ENOENT, another kind of object EINVAL.
+#[test]
+fn pasid_ops_look_up_the_id_first() {
+    let f = fd();
+    let ioas = f.ioas();
+    let (stdev, _, _) = mock_domain_flags(&f, ioas, MOCK_FLAGS_DEVICE_PASID).unwrap();
+    let replace = TestPasidAttach {
+        pasid: 200,
+        pt_id: 999,
+    };
+    assert_eq!(
+        f.test_cmd(IOMMU_TEST_OP_PASID_REPLACE, stdev, &replace).0,
+        Err(ENOENT)
+    );
+    let check = |hwpt_id: u32| {
+        let p = TestPasidCheck {
+            pasid: 200,
+            hwpt_id,
+        };
+        f.test_cmd(IOMMU_TEST_OP_PASID_CHECK_HWPT, stdev, &p).0
+    };
+    assert_eq!(check(999), Err(ENOENT));
+    assert_eq!(check(ioas), Err(EINVAL));
+    assert_eq!(check(0), Ok(0));
+}
+
+/// The mock driver keeps the device's virtual ID with 0 meaning "none":
+/// a vDEVICE of virtual ID 0 gets no vEVENTs (ENOENT).
+#[test]
+fn trigger_vevent_treats_virtual_id_zero_as_none() {
+    use iommufd_rs::hw_pagetable::eventq::file_read;
+    let f = fd();
+    let ioas = f.ioas();
+    let (stdev, _, dev) = f.mock_domain(ioas).unwrap();
+    let parent = hwpt_alloc(&f, dev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, None).unwrap();
+    let viommu = viommu_alloc(&f, dev, parent).unwrap();
+    let data = selftest_data(IOMMU_TEST_IOTLB_DEFAULT, 0);
+    let nested = hwpt_alloc(
+        &f,
+        dev,
+        viommu,
+        0,
+        Some((IOMMU_HWPT_DATA_SELFTEST, data.as_bytes())),
+    )
+    .unwrap();
+    vdevice_alloc(&f, viommu, dev, 0).unwrap();
+    let r = TestMockDomainReplace { pt_id: nested };
+    f.test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev, &r)
+        .0
+        .unwrap();
+    let mut q = with_size(IommuVeventqAlloc {
+        viommu_id: viommu,
+        r#type: IOMMU_VEVENTQ_TYPE_SELFTEST,
+        veventq_depth: 4,
+        ..Default::default()
+    });
+    f.call(IOMMU_VEVENTQ_ALLOC, &mut q).unwrap();
+    let t = TestTriggerVevent { dev_id: dev };
+    assert_eq!(
+        f.test_cmd(IOMMU_TEST_OP_TRIGGER_VEVENT, 0, &t).0,
+        Err(ENOENT)
+    );
+    let ef = iommufd_rs::platform::event_file_get::<EventFile>(q.out_veventq_fd as i32).unwrap();
+    assert_eq!(file_read(&ef, &f.mem, DATA, 64), Ok(0), "no event");
+}
+
+/// vIOMMU `mmap` offsets are allocated like upstream's `mtree_alloc_range`
+/// from `PAGE_SIZE`: the lowest free range fits, and a destroyed vIOMMU's
+/// range is reused.
+#[test]
+fn viommu_mmap_offsets_are_lowest_free_and_reused() {
+    let f = fd();
+    let ioas = f.ioas();
+    let (_, _, dev) = f.mock_domain(ioas).unwrap();
+    let parent = hwpt_alloc(&f, dev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, None).unwrap();
+    let alloc = || {
+        let d = IommuViommuSelftest {
+            in_data: 7,
+            ..Default::default()
+        };
+        f.mem.poke(DATA, d.as_bytes());
+        let mut c = with_size(IommuViommuAlloc {
+            r#type: IOMMU_VIOMMU_TYPE_SELFTEST,
+            dev_id: dev,
+            hwpt_id: parent,
+            data_len: core::mem::size_of::<IommuViommuSelftest>() as u32,
+            data_uptr: DATA,
+            ..Default::default()
+        });
+        f.call(IOMMU_VIOMMU_ALLOC, &mut c).unwrap();
+        let out = IommuViommuSelftest::read_from_bytes(&f.mem.peek(DATA, 24)).unwrap();
+        assert_eq!(out.out_mmap_length, 2 * PS);
+        (c.out_viommu_id, out.out_mmap_offset)
+    };
+    let (a, off_a) = alloc();
+    let (b, off_b) = alloc();
+    assert_eq!((off_a, off_b), (PS, 3 * PS));
+    f.destroy(a).unwrap();
+    let (_, off_c) = alloc();
+    assert_eq!(off_c, PS, "the first range again");
+    let (_, off_d) = alloc();
+    assert_eq!(off_d, 5 * PS);
+    f.destroy(b).unwrap();
+    assert_eq!(alloc().1, 3 * PS);
+}
+
+/// `IOMMU_HWPT_ALLOC` makes the domain and has the IOAS mirror into it
+/// before it looks up `fault_id`: a domain that cannot take the IOAS fails
+/// first (EADDRINUSE), an unknown fault only then (ENOENT).
+#[test]
+fn hwpt_alloc_looks_up_the_fault_after_the_domain() {
+    let f = fd();
+    let ioas = f.ioas();
+    let (_, _, dev) = f.mock_domain(ioas).unwrap();
+    let outside = f.ioas();
+    f.map_fixed(outside, BUF, PS, 0x10000).unwrap();
+    let flags = IOMMU_HWPT_FAULT_ID_VALID;
+    let alloc = |pt: u32, fault_id: u32| {
+        let mut c = with_size(IommuHwptAlloc {
+            flags,
+            dev_id: dev,
+            pt_id: pt,
+            fault_id,
+            ..Default::default()
+        });
+        f.call(IOMMU_HWPT_ALLOC, &mut c).map(|_| c.out_hwpt_id)
+    };
+    assert_eq!(alloc(outside, 999), Err(EADDRINUSE));
+    assert_eq!(alloc(ioas, 999), Err(ENOENT));
+    assert_eq!(alloc(ioas, outside), Err(ENOENT), "not a FAULT");
+    assert_eq!(f.hwpts_of(ioas).len(), 1, "only the automatic one");
+    let mut fa = with_size(IommuFaultAlloc::default());
+    f.call(IOMMU_FAULT_QUEUE_ALLOC, &mut fa).unwrap();
+    assert_eq!(alloc(outside, fa.out_fault_id), Err(EADDRINUSE));
+    let h = alloc(ioas, fa.out_fault_id).unwrap();
+    assert_eq!(f.destroy(fa.out_fault_id), Err(EBUSY));
+    f.destroy(h).unwrap();
+}
+
+fn hw_queue_alloc(f: &Fd, viommu: u32, index: u32, iova: u64, length: u64) -> Result<u32> {
+    let mut c = with_size(IommuHwQueueAlloc {
+        viommu_id: viommu,
+        r#type: IOMMU_HW_QUEUE_TYPE_SELFTEST,
+        index,
+        nesting_parent_iova: iova,
+        length,
+        ..Default::default()
+    });
+    f.call(IOMMU_HW_QUEUE_ALLOC, &mut c)?;
+    Ok(c.out_hw_queue_id)
+}
+
+/// A HW queue pins through an internal access object, as upstream's
+/// `iommufd_access_create_internal`: it takes the ID after the queue's
+/// (IOMMU_DESTROY of it is EBUSY), raises the IOAS alignment to PAGE_SIZE
+/// while it exists, and cannot join an IOAS holding a 2 KiB-aligned area
+/// (EADDRINUSE). Destroying the queue releases both IDs.
+#[test]
+fn hw_queue_pins_through_an_internal_access() {
+    let f = fd();
+    let ioas = f.ioas();
+    let (_, _, dev) = f.mock_domain(ioas).unwrap();
+    let parent = hwpt_alloc(&f, dev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, None).unwrap();
+    let viommu = viommu_alloc(&f, dev, parent).unwrap();
+    f.map_fixed(ioas, BUF, 2 * PS, A0).unwrap();
+    assert_eq!(f.ranges(ioas).1, MPS);
+    let q = hw_queue_alloc(&f, viommu, 0, A0, PS).unwrap();
+    let access = q + 1;
+    assert_eq!(f.destroy(access), Err(EBUSY), "the queue holds its access");
+    let next = f.ioas();
+    assert_eq!(next, q + 2, "the access took an ID");
+    f.destroy(next).unwrap();
+    assert_eq!(f.ranges(ioas).1, PS);
+    assert_eq!(
+        f.map_fixed(ioas, BUF + 0x800, 0x800, A0 + 0x10000),
+        Err(EINVAL)
+    );
+    assert_eq!(f.unmap(ioas, A0, 2 * PS), Err(EBUSY));
+    f.destroy(q).unwrap();
+    assert_eq!(f.ranges(ioas).1, MPS);
+    assert_eq!(f.ioas(), q, "both IDs are free again");
+    assert_eq!(f.ioas(), access);
+    // An area only 2 KiB-aligned keeps the access out.
+    f.map_fixed(ioas, BUF + 0x800, 0x800, A0 + 0x10000).unwrap();
+    assert_eq!(hw_queue_alloc(&f, viommu, 0, A0, PS), Err(EADDRINUSE));
+    let next = f.ioas();
+    assert_eq!(next, access + 1, "no ID left behind");
+    assert_eq!(f.ranges(ioas).1, MPS);
+    f.unmap(ioas, A0 + 0x10000, 0x800).unwrap();
+    hw_queue_alloc(&f, viommu, 0, A0, PS).unwrap();
+}

@@ -777,8 +777,8 @@ fn vfio_get_info_reports_page_sizes_and_capabilities() {
     assert_eq!(r, Ok(0));
     let info = VfioIommuType1Info::read_from_bytes(&out[..info_size as usize]).unwrap();
     assert_eq!(info.flags, VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS);
-    // 2 KiB mock pages are reported as PAGE_SIZE and up.
-    assert_eq!(info.iova_pgsizes, !(PS - 1));
+    // 2 KiB..64 GiB mock pages are reported as PAGE_SIZE..64 GiB.
+    assert_eq!(info.iova_pgsizes, 0x1f_ffff_f000);
     assert_eq!(info.cap_offset, 0);
     // info (24) + DMA_AVAIL (12, padded to 16) + IOVA_RANGE (16 + 1 * 16).
     assert_eq!(info.argsz, 24 + 16 + 32);
@@ -802,4 +802,87 @@ fn vfio_get_info_reports_page_sizes_and_capabilities() {
     assert_eq!((range.start, range.end), (A0, MOCK_APERTURE_LAST));
     // Below the minimum size: EINVAL.
     assert_eq!(get_info(8).0, Err(EINVAL));
+}
+
+/// Upstream checks for objects before it looks at the value
+/// (`iommufd_option_rlimit_mode`).
+#[test]
+fn rlimit_mode_set_is_ebusy_with_objects_before_the_value_check() {
+    let fd = Fd::new();
+    let set = |v| fd.option(IOMMU_OPTION_RLIMIT_MODE, IOMMU_OPTION_OP_SET, 0, v);
+    assert_eq!(set(2), Err(EINVAL));
+    assert_eq!(set(1), Ok(1));
+    let ioas = fd.ioas();
+    assert_eq!(set(2), Err(EBUSY));
+    assert_eq!(set(0), Err(EBUSY));
+    fd.destroy(ioas).unwrap();
+    assert_eq!(set(0), Ok(0));
+}
+
+/// `VFIO_DMA_CC_IOMMU` is 1 only while every paging HWPT of the
+/// compatibility IOAS enforces cache coherency; the mock IOMMU does not
+/// report `IOMMU_CAP_ENFORCE_CACHE_COHERENCY`, so any HWPT makes it 0.
+#[test]
+fn vfio_dma_cc_iommu_follows_the_hwpts_of_the_compat_ioas() {
+    let fd = Fd::new();
+    let cc = u64::from(VFIO_DMA_CC_IOMMU);
+    let ioas = fd.ioas();
+    let other = fd.ioas();
+    fd.vfio_ioas(IOMMU_VFIO_IOAS_SET, ioas).unwrap();
+    assert_eq!(fd.vfio(VFIO_CHECK_EXTENSION, cc), Ok(1));
+    // A HWPT of another IOAS does not count.
+    let (stdev, _, dev) = fd.mock_domain(other).unwrap();
+    assert_eq!(fd.vfio(VFIO_CHECK_EXTENSION, cc), Ok(1));
+    // A manual HWPT of the compat IOAS, attached or not, does.
+    let hwpt = fd.hwpt_alloc(dev, ioas).unwrap();
+    assert_eq!(fd.vfio(VFIO_CHECK_EXTENSION, cc), Ok(0));
+    fd.destroy(hwpt).unwrap();
+    assert_eq!(fd.vfio(VFIO_CHECK_EXTENSION, cc), Ok(1));
+    fd.destroy(stdev).unwrap();
+    let (stdev, _, _) = fd.mock_domain(ioas).unwrap();
+    assert_eq!(fd.vfio(VFIO_CHECK_EXTENSION, cc), Ok(0));
+    fd.destroy(stdev).unwrap();
+    assert_eq!(fd.vfio(VFIO_CHECK_EXTENSION, cc), Ok(1));
+}
+
+/// The default mock table (AMDv1, 2 KiB granule) maps 2 KiB..64 GiB;
+/// upstream folds that to PAGE_SIZE..64 GiB, and a huge-variant domain
+/// (1 MiB and PAGE_SIZE leaves) narrows it further.
+#[test]
+fn vfio_iova_pgsizes_come_from_the_domain_tables() {
+    use zerocopy::{FromBytes, IntoBytes};
+    let fd = Fd::new();
+    let pgsizes = || {
+        let info = VfioIommuType1Info {
+            argsz: 24,
+            ..Default::default()
+        };
+        fd.mem.poke(ARG, info.as_bytes());
+        fd.vfio(VFIO_IOMMU_GET_INFO, ARG).unwrap();
+        VfioIommuType1Info::read_from_bytes(&fd.mem.peek(ARG, 24))
+            .unwrap()
+            .iova_pgsizes
+    };
+    let ioas = fd.ioas();
+    fd.vfio_ioas(IOMMU_VFIO_IOAS_SET, ioas).unwrap();
+    // No domain: every size from PAGE_SIZE.
+    assert_eq!(pgsizes(), !(PS - 1));
+    let (_, _, dev) = fd.mock_domain(ioas).unwrap();
+    assert_eq!(pgsizes(), 0x1f_ffff_f000);
+    let p = IommuHwptSelftest {
+        iotlb: 0,
+        pagetable_type: MOCK_IOMMUPT_HUGE,
+    };
+    fd.mem.map(0x30_000, 0x1000);
+    fd.mem.poke(0x30_000, p.as_bytes());
+    let mut c = with_size(IommuHwptAlloc {
+        dev_id: dev,
+        pt_id: ioas,
+        data_type: IOMMU_HWPT_DATA_SELFTEST,
+        data_len: core::mem::size_of::<IommuHwptSelftest>() as u32,
+        data_uptr: 0x30_000,
+        ..Default::default()
+    });
+    fd.call(IOMMU_HWPT_ALLOC, &mut c).unwrap();
+    assert_eq!(pgsizes(), MOCK_HUGE_PAGE_SIZE | PS);
 }

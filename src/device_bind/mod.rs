@@ -8,7 +8,7 @@
 //! use the same HWPT), and later work exposes them to userspace.
 
 use crate::errno::{Result, EBUSY, EINVAL, ENOENT};
-use crate::hw_pagetable::{hwpt_abort, hwpt_auto_create, Hwpt};
+use crate::hw_pagetable::{hwpt_abort, hwpt_auto_create, hwpt_auto_reserve, hwpt_paging_add, Hwpt};
 use crate::object::{Holder, Object};
 use crate::platform::{arc_new, Arc, CtxCell, Held, PVec, VecExt};
 use crate::ucmd::Cx;
@@ -272,12 +272,16 @@ fn put_hwpt(cx: &Cx<'_>, holder: Holder) {
 
 /// Resolves `pt_id` for `dev`: a HWPT as is, or for an IOAS a compatible
 /// automatic HWPT, created if none fits. Returns the HWPT object and, for a
-/// new one, its unpublished handle.
+/// new one, its unpublished handle. With `immediate` (an attach) a new
+/// HWPT's domain does not mirror the IOAS yet: upstream attaches the device
+/// to a new automatic domain before `iopt_table_add_domain`, so a device
+/// that cannot use it fails (`EINVAL`) before the aperture is reserved.
 fn resolve<'t>(
     cx: &'t Cx<'_>,
     dev: &Device,
     pt_id: u32,
     pasid: u32,
+    immediate: bool,
 ) -> Result<(Arc<Object>, Option<crate::object::NewObject<'t>>)> {
     let pt = cx.ictx.objects().get(pt_id, None)?;
     let obj = pt.object().clone();
@@ -292,7 +296,11 @@ fn resolve<'t>(
             return Ok((h.clone(), None));
         }
     }
-    let new = hwpt_auto_create(cx, &obj)?;
+    let new = if immediate {
+        hwpt_auto_reserve(cx, &obj)?
+    } else {
+        hwpt_auto_create(cx, &obj)?
+    };
     let hobj = new.object().cloned().ok_or(EINVAL)?;
     Ok((hobj, Some(new)))
 }
@@ -303,7 +311,7 @@ pub fn attach(cx: &Cx<'_>, dev: &Device, pasid: u32, pt_id: u32) -> Result<u32> 
     if dev.hwpt_of(cx.held, pasid)?.is_some() {
         return Err(EBUSY);
     }
-    let (hwpt, new) = resolve(cx, dev, pt_id, pasid)?;
+    let (hwpt, new) = resolve(cx, dev, pt_id, pasid, true)?;
     if let Err(e) = join(cx, dev, &hwpt, pasid) {
         if let Some(n) = new {
             hwpt_abort(cx, n);
@@ -311,6 +319,13 @@ pub fn attach(cx: &Cx<'_>, dev: &Device, pasid: u32, pt_id: u32) -> Result<u32> 
         return Err(e);
     }
     if let Some(n) = new {
+        if let Err(e) = hwpt_paging_add(cx, &hwpt) {
+            // Nothing can have used the attachment yet: no faults to
+            // answer.
+            let _ = unjoin(cx, dev, pasid, true);
+            hwpt_abort(cx, n);
+            return Err(e);
+        }
         n.publish();
     }
     Ok(hwpt.id())
@@ -319,10 +334,15 @@ pub fn attach(cx: &Cx<'_>, dev: &Device, pasid: u32, pt_id: u32) -> Result<u32> 
 /// Replaces the HWPT of an attached `dev` (RID or `pasid`) with `pt_id`;
 /// on failure the old one stays. Returns the new HWPT's ID.
 pub fn replace(cx: &Cx<'_>, dev: &Device, pasid: u32, pt_id: u32) -> Result<u32> {
+    // Upstream looks `pt_id` up (and makes a new automatic domain) before
+    // it finds that nothing is attached.
+    let (hwpt, new) = resolve(cx, dev, pt_id, pasid, false)?;
     let Some(old) = dev.hwpt_of(cx.held, pasid)? else {
+        if let Some(n) = new {
+            hwpt_abort(cx, n);
+        }
         return Err(EINVAL);
     };
-    let (hwpt, new) = resolve(cx, dev, pt_id, pasid)?;
     if Arc::ptr_eq(&hwpt, &old) {
         return Ok(hwpt.id());
     }

@@ -41,7 +41,6 @@ pub struct FaultGroup {
 pub struct FaultQueue {
     deliver: PVec<FaultGroup>,
     response: PVec<(u32, FaultGroup)>,
-    next_cookie: u32,
 }
 
 impl FaultQueue {
@@ -81,7 +80,7 @@ impl FaultQueue {
                 break;
             }
             self.response.try_reserve_for(1)?;
-            let cookie = self.free_cookie();
+            let cookie = self.free_cookie()?;
             let mut rec = g.rec;
             rec.cookie = cookie;
             if let Err(e) = put(done, rec.as_bytes()) {
@@ -94,16 +93,15 @@ impl FaultQueue {
         Ok(done)
     }
 
-    /// A cookie not awaiting a response: the next free one after the last
-    /// handed out (upstream takes the lowest free; both are unique among
-    /// pending groups, which is all userspace may rely on).
-    fn free_cookie(&mut self) -> u32 {
-        let mut c = self.next_cookie;
+    /// The lowest cookie from 1 not awaiting a response, as upstream's
+    /// `xa_alloc()` on an `XA_FLAGS_ALLOC1` xarray (`EBUSY` when none is
+    /// left). Pending responses are few, so a scan per candidate is fine.
+    fn free_cookie(&self) -> Result<u32> {
+        let mut c = 1u32;
         while self.response.iter().any(|(k, _)| *k == c) {
-            c = c.wrapping_add(1);
+            c = c.checked_add(1).ok_or(crate::errno::EBUSY)?;
         }
-        self.next_cookie = c.wrapping_add(1);
-        c
+        Ok(c)
     }
 
     /// `write()`: 8-byte responses; an unknown cookie or code is `EINVAL`.

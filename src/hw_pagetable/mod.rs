@@ -13,7 +13,7 @@ pub mod dirty;
 pub mod eventq;
 pub mod viommu;
 
-use crate::drivers::mock::pagetable::{MockPageTable, MOCK_PAGE_SIZE};
+use crate::drivers::mock::pagetable::MockPageTable;
 use crate::errno::{Result, EINVAL, EOPNOTSUPP};
 use crate::object::{Holder, NewObject, ObjKind, Object, Payload};
 use crate::platform::{arc_new, Arc, CtxCell, Held, PVec, VecExt, PAGE_SIZE};
@@ -37,7 +37,8 @@ pub enum PageTable {
 /// The mock page-table variants (`MOCK_IOMMUPT_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MockPt {
-    /// 2 KiB granule, every power-of-two size, the mock aperture.
+    /// 2 KiB granule, every power-of-two size up to 64 GiB, the mock
+    /// aperture.
     Default,
     /// 1 MiB and `PAGE_SIZE` leaves only, the whole 56-bit space.
     Huge,
@@ -61,9 +62,9 @@ pub type DomainRef = Arc<Domain>;
 impl Domain {
     /// A mock domain with upstream's selftest constants.
     pub fn new_mock(kind: MockPt, dirty_ops: bool) -> Result<DomainRef> {
-        let (pgsize_bitmap, aperture) = match kind {
+        let (sizes, aperture) = match kind {
             MockPt::Default => (
-                !(MOCK_PAGE_SIZE - 1),
+                crate::drivers::mock::pagetable::selftest_pgsize_bitmap(),
                 (
                     crate::uapi::MOCK_APERTURE_START,
                     crate::uapi::MOCK_APERTURE_LAST,
@@ -74,12 +75,16 @@ impl Domain {
                 (0, (1u64 << 56) - 1),
             ),
         };
+        let pt = MockPageTable::with_pgsize(sizes)?;
+        // What the table really maps, as upstream takes the domain's sizes
+        // from its table.
+        let pgsize_bitmap = pt.pgsize_bitmap();
         arc_new(Self {
             cookie: NEXT_COOKIE.fetch_add(1, Ordering::Relaxed),
             pgsize_bitmap,
             aperture,
             dirty_ops,
-            pt: CtxCell::new(PageTable::Mock(MockPageTable::with_pgsize(pgsize_bitmap)?)),
+            pt: CtxCell::new(PageTable::Mock(pt)),
             tracking: CtxCell::new(false),
         })
     }
@@ -102,6 +107,14 @@ impl Domain {
     /// First and last IOVA the domain translates.
     pub fn aperture(&self) -> (u64, u64) {
         self.aperture
+    }
+
+    /// True if the domain blocks no-snoop DMA (upstream's
+    /// `enforce_cache_coherency`). Upstream asks for it only for devices
+    /// whose IOMMU reports `IOMMU_CAP_ENFORCE_CACHE_COHERENCY`; the mock
+    /// IOMMU does not, so no mock domain enforces it.
+    pub fn enforces_cache_coherency(&self) -> bool {
+        false
     }
 
     /// True if the domain can track dirty pages.
@@ -270,28 +283,58 @@ pub fn hwpt_paging_create<'t>(
     domain: DomainRef,
     fault: Option<Holder>,
 ) -> Result<NewObject<'t>> {
-    let ioas = crate::payload!(ioas_obj, Ioas).ok_or(EINVAL)?;
-    let new = cx.ictx.objects().reserve(Payload::HwptPaging(HwptPaging {
-        domain: domain.clone(),
+    let new = hwpt_paging_reserve(cx, ioas_obj, auto, flags, domain, fault)?;
+    hwpt_paging_add(cx, new.object().ok_or(EINVAL)?)?;
+    Ok(new)
+}
+
+/// The first half of [`hwpt_paging_create`]: the object (and its ID),
+/// without touching the IOAS yet.
+fn hwpt_paging_reserve<'t>(
+    cx: &'t Cx<'_>,
+    ioas_obj: &Arc<Object>,
+    auto: bool,
+    flags: u32,
+    domain: DomainRef,
+    fault: Option<Holder>,
+) -> Result<NewObject<'t>> {
+    crate::payload!(ioas_obj, Ioas).ok_or(EINVAL)?;
+    cx.ictx.objects().reserve(Payload::HwptPaging(HwptPaging {
+        domain,
         ioas: ioas_obj.hold(),
         auto,
         nest_parent: flags & NEST != 0,
         pasid_compat: flags & PASID != 0,
         fault,
-    }))?;
-    let obj = new.object().cloned().ok_or(EINVAL)?;
-    ioas.iopt(cx.held)?.add_domain(cx.held, &domain)?;
-    if let Err(e) = ioas.remember_hwpt(cx.held, &obj) {
-        ioas.iopt(cx.held)?.remove_domain(cx.held, &domain);
+    }))
+}
+
+/// The second half of [`hwpt_paging_create`]: the IOAS starts mirroring
+/// into the HWPT's domain (upstream's `iopt_table_add_domain`).
+pub fn hwpt_paging_add(cx: &Cx<'_>, obj: &Arc<Object>) -> Result {
+    let hwpt = crate::payload!(obj, HwptPaging).ok_or(EINVAL)?;
+    let ioas = crate::payload!(hwpt.ioas.object(), Ioas).ok_or(EINVAL)?;
+    ioas.iopt(cx.held)?.add_domain(cx.held, &hwpt.domain)?;
+    if let Err(e) = ioas.remember_hwpt(cx.held, obj) {
+        ioas.iopt(cx.held)?.remove_domain(cx.held, &hwpt.domain);
         return Err(e);
     }
-    Ok(new)
+    Ok(())
 }
 
 /// An automatic HWPT for a device attaching to an IOAS.
 pub fn hwpt_auto_create<'t>(cx: &'t Cx<'_>, ioas_obj: &Arc<Object>) -> Result<NewObject<'t>> {
+    let new = hwpt_auto_reserve(cx, ioas_obj)?;
+    hwpt_paging_add(cx, new.object().ok_or(EINVAL)?)?;
+    Ok(new)
+}
+
+/// An automatic HWPT whose domain does not mirror the IOAS yet: an attach
+/// joins the device first, then calls [`hwpt_paging_add`], as upstream's
+/// immediate attach does.
+pub fn hwpt_auto_reserve<'t>(cx: &'t Cx<'_>, ioas_obj: &Arc<Object>) -> Result<NewObject<'t>> {
     let domain = Domain::new_mock(MockPt::Default, false)?;
-    hwpt_paging_create(cx, ioas_obj, true, 0, domain, None)
+    hwpt_paging_reserve(cx, ioas_obj, true, 0, domain, None)
 }
 
 /// Undoes [`hwpt_paging_create`] for a HWPT that was never published.
@@ -382,6 +425,14 @@ pub(crate) fn hwpt_alloc(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
     let device = crate::payload!(dev.object(), Device).ok_or(EINVAL)?;
     let pt = cx.ictx.objects().get(cmd.pt_id, None).map_err(|_| EINVAL)?;
     let pt_obj = pt.object();
+    // Upstream looks the FAULT object up only once the HWPT exists (a
+    // paging one already mirroring the IOAS), so every error of the
+    // creation comes first; the lookup has no side effects, so it is done
+    // here and its error held back until then.
+    let (fault, fault_err) = match fault_holder(cx, &cmd) {
+        Ok(f) => (f, None),
+        Err(e) => (None, Some(e)),
+    };
     let new = match pt_obj.payload() {
         Payload::Ioas(_) => {
             if cmd.flags & !(NEST | DIRTY | FAULT | PASID) != 0 {
@@ -394,7 +445,6 @@ pub(crate) fn hwpt_alloc(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
                 return Err(EOPNOTSUPP);
             }
             let kind = crate::drivers::mock::nested::paging_user_cfg(ucmd, &cmd)?;
-            let fault = fault_holder(cx, &cmd)?;
             let domain = Domain::new_mock(kind, cmd.flags & DIRTY != 0)?;
             hwpt_paging_create(cx, pt_obj, false, cmd.flags, domain, fault)?
         }
@@ -405,19 +455,23 @@ pub(crate) fn hwpt_alloc(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
             if parent.auto || !parent.nest_parent {
                 return Err(EINVAL);
             }
-            nested_create(cx, ucmd, &cmd, pt_obj.hold(), None)?
+            nested_create(cx, ucmd, &cmd, pt_obj.hold(), None, fault)?
         }
         Payload::Viommu(v) => {
             if cmd.flags & !(FAULT | PASID) != 0 || cmd.data_len == 0 {
                 return Err(EOPNOTSUPP);
             }
             let parent = v.parent.object().hold();
-            nested_create(cx, ucmd, &cmd, parent, Some(pt_obj.hold()))?
+            nested_create(cx, ucmd, &cmd, parent, Some(pt_obj.hold()), fault)?
         }
         _ => return Err(EINVAL),
     };
     cmd.out_hwpt_id = new.id();
-    if let Err(e) = ucmd.respond(&cmd) {
+    let res = match fault_err {
+        Some(e) => Err(e),
+        None => ucmd.respond(&cmd),
+    };
+    if let Err(e) = res {
         if crate::payload!(new.object().ok_or(EINVAL)?, HwptPaging).is_some() {
             hwpt_abort(cx, new);
         }
@@ -434,9 +488,9 @@ fn nested_create<'t>(
     cmd: &IommuHwptAlloc,
     parent: Holder,
     viommu: Option<Holder>,
+    fault: Option<Holder>,
 ) -> Result<NewObject<'t>> {
     let iotlb = crate::drivers::mock::nested::nested_user_cfg(ucmd, cmd)?;
-    let fault = fault_holder(cx, cmd)?;
     cx.ictx.objects().reserve(Payload::HwptNested(HwptNested {
         parent,
         viommu,

@@ -74,14 +74,25 @@ pub struct HwQueue {
     pub viommu: Holder,
     /// Index among the vIOMMU's queues.
     pub index: u32,
-    /// The queue it depends on (destroyed after this one).
-    pub prev: Option<Holder>,
     /// The IOAS and the range whose pages it keeps pinned and locked.
     pub ioas: Holder,
     /// See `ioas`.
     pub iova: u64,
     /// See `ioas`.
     pub length: u64,
+    /// What is set up after the queue took its ID.
+    st: CtxCell<HwQueueState>,
+}
+
+/// The parts of a HW queue made after its object, in upstream's order.
+#[derive(Default)]
+struct HwQueueState {
+    /// The internal access its pages are pinned through (the next ID).
+    access: Option<Holder>,
+    /// The pages are pinned and locked.
+    locked: bool,
+    /// The queue it depends on (destroyed after this one).
+    prev: Option<Holder>,
 }
 
 /// `IOMMU_VIOMMU_ALLOC`.
@@ -225,43 +236,35 @@ pub(crate) fn hw_queue_alloc(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
     }
     let parent = crate::payload!(v.parent.object(), HwptPaging).ok_or(EINVAL)?;
     let ioas_obj = parent.ioas.object();
-    let base_pa =
-        crate::ioas::lock_contiguous(cx.held, ioas_obj, cmd.nesting_parent_iova, cmd.length)?;
-    let unlock = || {
-        let _ = crate::ioas::unlock_range(cx.held, ioas_obj, cmd.nesting_parent_iova, cmd.length);
-    };
-    let prev =
-        match crate::drivers::mock::nested::hw_queue_init(cx, v, &parent.domain, &cmd, base_pa) {
-            Ok(p) => p,
-            Err(e) => {
-                unlock();
-                return Err(e);
-            }
-        };
-    let new = match cx.ictx.objects().reserve(Payload::HwQueue(HwQueue {
+    // As upstream: the queue object first, then its internal access (the
+    // next ID), which pins the pages; the driver's checks come last. Any
+    // failure tears down what exists through the queue's destroy.
+    let new = cx.ictx.objects().reserve(Payload::HwQueue(HwQueue {
         viommu: vr.object().hold(),
         index: cmd.index,
-        prev: prev.map(|p| p.hold()),
         ioas: ioas_obj.hold(),
         iova: cmd.nesting_parent_iova,
         length: cmd.length,
-    })) {
-        Ok(n) => n,
-        Err(e) => {
-            unlock();
-            return Err(e);
-        }
-    };
+        st: CtxCell::new(HwQueueState::default()),
+    }))?;
     let obj = new.object().cloned().ok_or(EINVAL)?;
-    cmd.out_hw_queue_id = new.id();
-    let res = ucmd.respond(&cmd).and_then(|()| {
-        let slot = v
-            .hw_queues
-            .get(cx.held)?
-            .get_mut(cmd.index as usize)
-            .map(|s| s.replace(obj.clone()));
-        slot.ok_or(EINVAL).map(|_| ())
-    });
+    let q = crate::payload!(obj, HwQueue).ok_or(EINVAL)?;
+    let res = (|| {
+        let access = crate::ioas::internal_access::create(cx, ioas_obj)?;
+        q.st.get(cx.held)?.access = Some(access);
+        let base_pa =
+            crate::ioas::lock_contiguous(cx.held, ioas_obj, cmd.nesting_parent_iova, cmd.length)?;
+        q.st.get(cx.held)?.locked = true;
+        let prev =
+            crate::drivers::mock::nested::hw_queue_init(cx, v, &parent.domain, &cmd, base_pa)?;
+        q.st.get(cx.held)?.prev = prev.map(|p| p.hold());
+        cmd.out_hw_queue_id = new.id();
+        ucmd.respond(&cmd)?;
+        let mut slots = v.hw_queues.get(cx.held)?;
+        let slot = slots.get_mut(cmd.index as usize).ok_or(EINVAL)?;
+        *slot = Some(obj.clone());
+        Ok(())
+    })();
     if let Err(e) = res {
         hw_queue_destroy(cx, &obj);
         return Err(e);
@@ -270,7 +273,9 @@ pub(crate) fn hw_queue_alloc(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
     Ok(())
 }
 
-/// Tears a HW queue down: its pages are unlocked, its slot freed.
+/// Tears a HW queue down in upstream's order: the driver frees its slot
+/// and the queue it depended on, then the pages are unlocked and the
+/// internal access leaves the IOAS and the table.
 pub fn hw_queue_destroy(cx: &Cx<'_>, obj: &Arc<Object>) {
     let Some(q) = crate::payload!(obj, HwQueue) else {
         return;
@@ -284,7 +289,21 @@ pub fn hw_queue_destroy(cx: &Cx<'_>, obj: &Arc<Object>) {
             }
         }
     }
-    let _ = crate::ioas::unlock_range(cx.held, q.ioas.object(), q.iova, q.length);
+    let st = match q.st.get(cx.held) {
+        Ok(mut s) => core::mem::take(&mut *s),
+        Err(_) => {
+            crate::warn_once!("iommufd_rs: HW queue {} state busy at destroy", obj.id());
+            return;
+        }
+    };
+    drop(st.prev);
+    if st.locked {
+        let _ = crate::ioas::unlock_range(cx.held, q.ioas.object(), q.iova, q.length);
+    }
+    if let Some(access) = st.access {
+        let _ = crate::ioas::internal_access::detach(cx, access.object());
+        crate::ioas::internal_access::destroy(cx, access);
+    }
 }
 
 /// The virtual ID of device `dev_obj` on the vIOMMU of the nested HWPT it

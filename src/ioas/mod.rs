@@ -1,6 +1,7 @@
 //! IO address spaces: format-agnostic IOVA -> user memory maps that are copied
 //! into every attached domain and in-kernel access, and their ioctls.
 
+pub mod internal_access;
 pub mod iopt;
 pub mod pages;
 pub mod vfio_compat;
@@ -57,6 +58,14 @@ impl Ioas {
     pub fn forget_hwpt(&self, held: &Held<'_>, obj: &Arc<Object>) -> Result {
         forget(&mut *self.hwpts.get(held)?, obj);
         Ok(())
+    }
+
+    /// True unless some HWPT over this IOAS lets devices bypass cache
+    /// coherency (`VFIO_DMA_CC_IOMMU`; true without HWPTs, as upstream).
+    pub fn all_hwpts_coherent(&self, held: &Held<'_>) -> Result<bool> {
+        Ok(self.hwpts.get(held)?.iter().all(|h| {
+            crate::payload!(h, HwptPaging).is_some_and(|p| p.domain.enforces_cache_coherency())
+        }))
     }
 
     /// The automatic HWPTs, in creation order.
@@ -444,10 +453,7 @@ pub(crate) fn option(cx: &Cx<'_>, ucmd: &Ucmd<'_>) -> Result {
                     if !crate::platform::capable(crate::platform::CAP_SYS_RESOURCE) {
                         return Err(EPERM);
                     }
-                    if cmd.val64 > 1 {
-                        return Err(EINVAL);
-                    }
-                    cx.ictx.set_account_mm(cx.held, cmd.val64 == 1)?;
+                    cx.ictx.set_account_mm(cx.held, cmd.val64)?;
                 }
                 _ => return Err(EOPNOTSUPP),
             }

@@ -102,10 +102,9 @@ fn check_extension(cx: &Cx<'_>, ext: u64) -> Result<isize> {
     };
     Ok(match ext {
         VFIO_TYPE1_IOMMU | VFIO_TYPE1V2_IOMMU | VFIO_UNMAP_ALL => 1,
-        // Every HWPT enforces cache coherency (the mock IOMMU is coherent).
         VFIO_DMA_CC_IOMMU => {
-            compat_ioas(cx)?;
-            1
+            let r = compat_ioas(cx)?;
+            isize::from(ioas_of(&r)?.all_hwpts_coherent(cx.held)?)
         }
         _ => 0,
     })

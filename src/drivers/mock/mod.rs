@@ -18,13 +18,9 @@ use crate::platform::{
 };
 use crate::uapi::*;
 use crate::ucmd::{Cx, Ictx, Ucmd};
-use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Largest access pin/rw request (upstream keeps kvzalloc below its WARN).
 const ACCESS_MAX: u64 = 16 * 1024 * 1024;
-
-/// Cookies identifying accesses to their IOAS.
-static NEXT_ACCESS: AtomicU64 = AtomicU64::new(1);
 
 /// A selftest mock device object (`IOMMUFD_OBJ_SELFTEST`): destroying it
 /// detaches, unbinds and removes the device.
@@ -323,7 +319,7 @@ fn create_access(cx: &Cx<'_>, ucmd: &Ucmd<'_>, cmd: &mut IommuTestCmd) -> Result
     let needs_pin = p.flags & MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES != 0;
     let new = cx.ictx.objects().reserve(Payload::Access(StAccessObj {
         needs_pin,
-        cookie: NEXT_ACCESS.fetch_add(1, Ordering::Relaxed),
+        cookie: crate::ioas::internal_access::access_cookie(),
         st: CtxCell::new(AccessState {
             ioas: None,
             items: PVec::new(),

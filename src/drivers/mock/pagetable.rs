@@ -162,6 +162,19 @@ impl Format for AmdV1Mock {
     }
 }
 
+/// The leaf sizes of upstream's selftest domain. Its AMDv1 table starts at
+/// level 2 without a growing top, so it spans `item_lg2(3)` = 38 bits, and
+/// `generic_pt` offers the leaf sizes of levels 0..=2 below half of that
+/// span (a leaf as large as the whole table is not allowed): 2 KiB..64 GiB.
+/// Our table keeps the full 56-bit geometry (the huge variant's aperture
+/// needs it); this mask makes the default domain map, and report, exactly
+/// upstream's sizes.
+pub fn selftest_pgsize_bitmap() -> u64 {
+    const START_LEVEL: u32 = 2;
+    let sizes = (0..=START_LEVEL).fold(0, |b, l| b | AmdV1Mock.leaf_sizes(l));
+    sizes & ((1u64 << (item_lg2(START_LEVEL + 1) - 1)) - 1)
+}
+
 /// The mock domain's table, with the interface the domain code uses.
 pub struct MockPageTable {
     pt: PageTable<AmdV1Mock, PtMem>,
@@ -235,6 +248,11 @@ impl MockPageTable {
         let mut n = 0;
         self.pt.for_each_leaf(|l| n += 1u64 << l.size_lg2);
         n
+    }
+
+    /// Every page size the table maps.
+    pub fn pgsize_bitmap(&self) -> u64 {
+        self.pt.pgsize_bitmap()
     }
 
     /// The generic table underneath (tests, walkers).
