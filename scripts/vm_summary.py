@@ -252,6 +252,8 @@ def difftest(merged, out):
             problems.append(f"difftest: no log from {server}")
             continue
         (out / f"difftest@{server}.log").write_text(text)
+        if sec["server"] != server:
+            problems.append(f"difftest@{server} ran against {sec['server']}")
         if not any(l.startswith("# done") for l in text.splitlines()):
             problems.append(f"difftest against {server} did not finish (rc={sec['rc']})")
         m = re.search(r"secs=(\d+)", sec.get("end", ""))
@@ -282,6 +284,14 @@ def difftest(merged, out):
                "allowed": allow_hits, "secs": {s: logs[s][1] for s in DIFF_SERVERS},
                "ops_not_run": unhit,
                "failed_steps": [f[2] for f in failed][:200]}
+    # A comparison of two logs of failures proves little: most steps must
+    # get somewhere.
+    for server, steps in zip(DIFF_SERVERS, (ours, up)):
+        ok = sum(1 for l in steps.values() if re.search(r" -> (0|ok|[1-9]\d*)\b", l))
+        summary.setdefault("steps_with_success", {})[server] = ok
+        if ok < 0.3 * len(steps):
+            problems.append(f"difftest: only {ok} of {len(steps)} steps against {server} "
+                            "had any success")
     if not ours or not up:
         problems.append("difftest: a log has no steps")
     if unhit:

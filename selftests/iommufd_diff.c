@@ -1305,7 +1305,7 @@ static void op_pasid(void)
 
 static int lowest_free_fd(void)
 {
-	int fd = fcntl(0, F_DUPFD, 0);
+	int fd = fcntl(memfd, F_DUPFD, 0);
 
 	if (fd >= 0)
 		close(fd);
@@ -2140,11 +2140,17 @@ static int setup_memory(void)
 {
 	const int rw = PROT_READ | PROT_WRITE, fl = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE;
 
-	if (mmap((void *)R_BUF, R_BUF_LEN, rw, fl | MAP_POPULATE, -1, 0) == MAP_FAILED ||
-	    mmap((void *)R_RO, R_RO_LEN, rw, fl | MAP_POPULATE, -1, 0) == MAP_FAILED ||
+	if (mmap((void *)R_BUF, R_BUF_LEN, rw, fl, -1, 0) == MAP_FAILED ||
+	    mmap((void *)R_RO, R_RO_LEN, rw, fl, -1, 0) == MAP_FAILED ||
 	    (cmd_page = mmap((void *)R_CMD, 2 * PG, rw, fl, -1, 0)) == MAP_FAILED ||
-	    mmap((void *)R_DATA, R_DATA_LEN, rw, fl | MAP_POPULATE, -1, 0) == MAP_FAILED)
+	    mmap((void *)R_DATA, R_DATA_LEN, rw, fl, -1, 0) == MAP_FAILED)
 		return -1;
+	/*
+	 * Transparent huge pages would depend on the memory state of the
+	 * run, and change the mock domain's leaves (dirty bits per leaf).
+	 */
+	madvise((void *)R_BUF, R_BUF_LEN, MADV_NOHUGEPAGE);
+	madvise((void *)R_DATA, R_DATA_LEN, MADV_NOHUGEPAGE);
 	memset((void *)R_RO, 0x3c, R_RO_LEN);
 	if (mprotect((void *)R_RO, R_RO_LEN, PROT_READ) ||
 	    mprotect((void *)(R_CMD + PG), PG, PROT_NONE))
