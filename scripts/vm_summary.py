@@ -4,8 +4,6 @@ per suite, dmesg.txt and summary.json, prints a table, and exits non-zero if a
 gate fails: a suite of ours failed or did not finish, the upstream baseline
 did not finish, the guest never finished, or the kernel log has a splat."""
 
-import base64
-import gzip
 import json
 import re
 import sys
@@ -70,6 +68,8 @@ def sections(text):
             continue
         if name is not None:
             body.append(line)
+    if name is not None:  # cut off by a crash
+        yield name, server, body, -1, ""
 
 
 def count(body):
@@ -187,14 +187,6 @@ DIFF_SERVERS = ("iommufd_rs", "iommufd")
 DIFF_KEY = re.compile(r"^S(\d+)\.(\d+|end) (.*)$")
 
 
-def diff_log(sec):
-    """The text of a difftest section (gzip + base64 in the guest)."""
-    try:
-        return gzip.decompress(base64.b64decode("".join(sec["body"]))).decode(errors="replace")
-    except (ValueError, OSError, EOFError):
-        return None
-
-
 def diff_steps(text):
     """{(seed, step): line without its key}, in order, and the # lines."""
     steps, meta = {}, []
@@ -247,7 +239,7 @@ def difftest(merged, out):
     problems, logs = [], {}
     for server in DIFF_SERVERS:
         sec = merged.pop(f"difftest@{server}", None)
-        text = diff_log(sec) if sec else None
+        text = "\n".join(sec["body"]) + "\n" if sec else None
         if text is None:
             problems.append(f"difftest: no log from {server}")
             continue
@@ -255,7 +247,12 @@ def difftest(merged, out):
         if sec["server"] != server:
             problems.append(f"difftest@{server} ran against {sec['server']}")
         if not any(l.startswith("# done") for l in text.splitlines()):
-            problems.append(f"difftest against {server} did not finish (rc={sec['rc']})")
+            last = [l for l in text.splitlines() if DIFF_KEY.match(l)][-1:]
+            m = DIFF_KEY.match(last[0]) if last else None
+            again = (f"; replay: iommufd_diff --seed {m.group(1)} --steps {int(m.group(2)) + 2}"
+                     if m and m.group(2) != "end" else "")
+            problems.append(f"difftest against {server} did not finish (rc={sec['rc']}); "
+                            f"last step logged: {last}{again}")
         m = re.search(r"secs=(\d+)", sec.get("end", ""))
         logs[server] = (text, int(m.group(1)) if m else None)
     if len(logs) < 2:

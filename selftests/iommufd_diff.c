@@ -2232,7 +2232,8 @@ int main(int argc, char **argv)
 	sa.sa_handler = on_fault;
 	sigaction(SIGBUS, &sa, NULL);
 	sigaction(SIGSEGV, &sa, NULL);
-	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+	/* Line by line: a kernel crash keeps every step before it. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (setup_memory()) {
 		printf("setup: %s\n", ename(errno));
 		return 1;
