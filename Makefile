@@ -93,7 +93,7 @@ vm-test: module selftests
 
 # The differential test alone with a long budget: DIFFTEST=first-last:steps
 # (a single seed, e.g. DIFFTEST=17:120, reproduces a reported divergence).
-DIFFTEST ?= 1-64:500
+DIFFTEST ?= 1-200:1000
 difftest-long: module selftests
 	IOMMUFD_DIFF=$(DIFFTEST) scripts/vm-test.sh difftest
 

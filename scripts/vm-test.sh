@@ -49,8 +49,8 @@ mem=2G hugepages=64
 
 # The differential test's budget, "first-last:steps" (seeds first..last):
 # short in the test run, long in `make difftest-long`.
-diff_spec=${IOMMUFD_DIFF:-1-8:200}
-[ "$mode" = difftest ] && diff_spec=${IOMMUFD_DIFF:-1-64:500}
+diff_spec=${IOMMUFD_DIFF:-1-16:500}
+[ "$mode" = difftest ] && diff_spec=${IOMMUFD_DIFF:-1-200:1000}
 
 log "booting the test VM ($mode, ${accel[1]})"
 rc=0

@@ -1556,6 +1556,12 @@ static void op_vfio_map(void)
 	};
 	if (pct(60))
 		c->flags |= VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
+	/*
+	 * Upstream's compat MAP_DMA takes a map with neither READ nor WRITE
+	 * and WARNs in the mock domain's map_range: never ask for one.
+	 */
+	if (!(c->flags & (VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE)))
+		c->flags |= VFIO_DMA_MAP_FLAG_READ;
 	lg(" argsz=%u flags=%#x va=%#llx iova=%#llx size=%#llx", c->argsz, c->flags,
 	   (unsigned long long)c->vaddr, (unsigned long long)c->iova,
 	   (unsigned long long)c->size);
@@ -2190,6 +2196,16 @@ static void run_seed(u32 seed, u32 steps)
 		if (mmaps[i].live)
 			munmap((void *)mmaps[i].addr, mmaps[i].len);
 		mmaps[i].live = false;
+	}
+	/*
+	 * An IOAS may hold a mock dma-buf that holds this iommufd: unmap
+	 * everything first, or closing leaks the context (and the module).
+	 */
+	for (u32 id = 1; id <= max_id(); id++) {
+		struct iommu_ioas_unmap u = { .size = sizeof(u), .ioas_id = id,
+					      .length = ~0ULL };
+
+		ioctl(ifd, IOMMU_IOAS_UNMAP, &u);
 	}
 	for (u32 i = 0; i < nfds; i++)
 		if (fds[i].open)
