@@ -30,7 +30,7 @@ KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) ARCH=x86_64 LLVM= \
 CC_STATIC = gcc -static -O2 -Wall -Werror -D_GNU_SOURCE
 
 .PHONY: all toolchain kernel module selftests demo-client fmt-check clippy \
-	test test-asan host-checks vm-test demo bench check clean
+	test test-asan host-checks vm-test difftest-long demo bench check clean
 
 all: module selftests
 
@@ -60,6 +60,8 @@ SELFTEST_CFLAGS = -I$(KDIR)/usr/include -I$(CURDIR)/uapi/include -I$(KSRC)/tools
 selftests: kernel | $(BUILD)
 	mkdir -p $(BUILD)/guest $(BUILD)/upstream-selftests
 	$(CC_STATIC) $(SELFTEST_CFLAGS) -o $(BUILD)/guest/iommufd_rs_abi selftests/iommufd_rs_abi.c
+	$(CC_STATIC) $(SELFTEST_CFLAGS) -I$(KSRC)/drivers/iommu/iommufd \
+		-o $(BUILD)/guest/iommufd_diff selftests/iommufd_diff.c
 	$(CC_STATIC) $(SELFTEST_CFLAGS) -o $(BUILD)/guest/iommufd_demo demo/iommufd_demo.c
 	$(CC_STATIC) $(SELFTEST_CFLAGS) -I$(KSRC)/drivers/iommu/iommufd \
 		-o $(BUILD)/guest/iommufd_bench bench/iommufd_bench.c
@@ -88,6 +90,12 @@ host-checks: fmt-check clippy test test-asan
 
 vm-test: module selftests
 	scripts/vm-test.sh test
+
+# The differential test alone with a long budget: DIFFTEST=first-last:steps
+# (a single seed, e.g. DIFFTEST=17:120, reproduces a reported divergence).
+DIFFTEST ?= 1-200:1000
+difftest-long: module selftests
+	IOMMUFD_DIFF=$(DIFFTEST) scripts/vm-test.sh difftest
 
 demo: module selftests
 	scripts/vm-test.sh demo

@@ -4,6 +4,8 @@
 # build/vm/: one TAP file per suite, dmesg.txt and summary.json.
 #   vm-test.sh test   run the suites and gate on them
 #   vm-test.sh demo   run the demo client and print its report
+#   vm-test.sh difftest  only the differential test (iommufd_diff) against
+#                     both servers, budget IOMMUFD_DIFF (seeds:steps)
 #   vm-test.sh bench  benchmarks, not gated on speed: bench.json (iommufd_bench
 #                     against both servers) and bench-pt.json (the module's
 #                     page-table engine against io-pgtable-arm, pt_bench=1)
@@ -45,6 +47,11 @@ fi
 mem=2G hugepages=64
 [ "$mode" = bench ] && mem=4G hugepages=320
 
+# The differential test's budget, "first-last:steps" (seeds first..last):
+# short in the test run, long in `make difftest-long`.
+diff_spec=${IOMMUFD_DIFF:-1-16:500}
+[ "$mode" = difftest ] && diff_spec=${IOMMUFD_DIFF:-1-200:1000}
+
 log "booting the test VM ($mode, ${accel[1]})"
 rc=0
 timeout "${IOMMUFD_RS_VM_TIMEOUT:-2400}" qemu-system-x86_64 "${accel[@]}" -m "$mem" -smp 2 \
@@ -52,7 +59,7 @@ timeout "${IOMMUFD_RS_VM_TIMEOUT:-2400}" qemu-system-x86_64 "${accel[@]}" -m "$m
 	-display none -monitor none -no-reboot \
 	-serial "file:$out/console.log" -serial "file:$out/results.log" \
 	-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$out/initramfs.cpio.gz" \
-	-append "console=ttyS0 panic=-1 oops=panic intel_iommu=on hugepages=$hugepages iommufd_rs_vm=$mode" \
+	-append "console=ttyS0 panic=-1 oops=panic intel_iommu=on hugepages=$hugepages iommufd_rs_vm=$mode iommufd_diff=$diff_spec" \
 	</dev/null || rc=$?
 [ $rc = 0 ] || log "QEMU exited with $rc"
 

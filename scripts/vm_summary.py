@@ -9,6 +9,8 @@ import re
 import sys
 from pathlib import Path
 
+TOP = Path(__file__).resolve().parent.parent
+
 # Kernel reports that fail the run wherever they appear.
 SPLATS = re.compile(
     r"BUG:|WARNING:|Oops|Call Trace:|KASAN:|UBSAN:|kernel BUG|"
@@ -59,13 +61,15 @@ def sections(text):
         if m:
             name, server, body = m.group(1), m.group(2), []
             continue
-        m = re.match(r"^@@@ END (\S+) rc=(\d+)", line)
+        m = re.match(r"^@@@ END (\S+) rc=(\d+)(.*)", line)
         if m and name == m.group(1):
-            yield name, server, body, int(m.group(2))
+            yield name, server, body, int(m.group(2)), m.group(3)
             name = None
             continue
         if name is not None:
             body.append(line)
+    if name is not None:  # cut off by a crash
+        yield name, server, body, -1, ""
 
 
 def count(body):
@@ -193,15 +197,143 @@ def write_bench_pt(dmesg, out):
     return problems
 
 
+# The differential test: selftests/iommufd_diff.c runs the same seeded
+# operation sequences against both servers; their logs must agree step by
+# step but for the differences allowlisted in selftests/iommufd_diff.allow.
+DIFF_SERVERS = ("iommufd_rs", "iommufd")
+DIFF_KEY = re.compile(r"^S(\d+)\.(\d+|end) (.*)$")
+
+
+def diff_steps(text):
+    """{(seed, step): line without its key}, in order, and the # lines."""
+    steps, meta = {}, []
+    for line in text.splitlines():
+        m = DIFF_KEY.match(line)
+        if m:
+            step = int(m.group(2)) if m.group(2) != "end" else 1 << 30
+            steps[(int(m.group(1)), step)] = m.group(3)
+        elif line.startswith("#"):
+            meta.append(line)
+    return steps, meta
+
+
+def load_allowlist(problems):
+    """Allowlist entries: (op, ours regex, upstream regex, documented
+    difference). Each must quote a line of docs/uapi.md's differences."""
+    entries = []
+    uapi = (TOP / "docs/uapi.md").read_text()
+    doc = uapi[uapi.find("Deliberate differences"):uapi.find("## Extensions")]
+    doc = " ".join(doc.split())
+    for n, line in enumerate((TOP / "selftests/iommufd_diff.allow").read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        f = line.split("\t")
+        if len(f) != 4:
+            problems.append(f"iommufd_diff.allow:{n}: want op, ours, upstream, doc (tab-separated)")
+            continue
+        if " ".join(f[3].split()) not in doc:
+            problems.append(f"iommufd_diff.allow:{n}: {f[3]!r} is not a difference listed in docs/uapi.md")
+            continue
+        entries.append((f[0], re.compile(f[1]), re.compile(f[2]), f[3]))
+    return entries
+
+
+def allowed(entries, ours, up):
+    """The allowlist entry that explains the difference: same op, each side
+    matches its regex, and the lines are equal with the matches cut out."""
+    op = ours.split(" ", 1)[0]
+    for e_op, e_ours, e_up, doc in entries:
+        if op != e_op or up.split(" ", 1)[0] != op:
+            continue
+        mo, mu = e_ours.search(ours), e_up.search(up)
+        if mo and mu and ours[:mo.start()] + ours[mo.end():] == up[:mu.start()] + up[mu.end():]:
+            return doc
+    return None
+
+
+def difftest(merged, out):
+    """Compares the two difftest logs; returns (summary, problems)."""
+    problems, logs = [], {}
+    for server in DIFF_SERVERS:
+        sec = merged.pop(f"difftest@{server}", None)
+        text = "\n".join(sec["body"]) + "\n" if sec else None
+        if text is None:
+            problems.append(f"difftest: no log from {server}")
+            continue
+        (out / f"difftest@{server}.log").write_text(text)
+        if sec["server"] != server:
+            problems.append(f"difftest@{server} ran against {sec['server']}")
+        if not any(l.startswith("# done") for l in text.splitlines()):
+            last = [l for l in text.splitlines() if DIFF_KEY.match(l)][-1:]
+            m = DIFF_KEY.match(last[0]) if last else None
+            again = (f"; replay: iommufd_diff --seed {m.group(1)} --steps {int(m.group(2)) + 2}"
+                     if m and m.group(2) != "end" else "")
+            problems.append(f"difftest against {server} did not finish (rc={sec['rc']}); "
+                            f"last step logged: {last}{again}")
+        m = re.search(r"secs=(\d+)", sec.get("end", ""))
+        logs[server] = (text, int(m.group(1)) if m else None)
+    if len(logs) < 2:
+        return {"problems": problems}, problems
+    entries = load_allowlist(problems)
+    (ours, ours_meta), (up, _) = (diff_steps(logs[s][0]) for s in DIFF_SERVERS)
+    report, failed, allow_hits = [], [], {}
+    for key in list(dict.fromkeys(list(ours) + list(up))):
+        a, b = ours.get(key, "(missing)"), up.get(key, "(missing)")
+        if a == b:
+            continue
+        doc = allowed(entries, a, b)
+        seed, step = key
+        name = f"S{seed}.{'end' if step == 1 << 30 else step}"
+        report.append(f"{name} {'allowed: ' + doc if doc else 'DIFFERS'}\n"
+                      f"  iommufd_rs: {a}\n  iommufd:    {b}")
+        if doc:
+            allow_hits[doc] = allow_hits.get(doc, 0) + 1
+        else:
+            failed.append((seed, step, name, a, b))
+    (out / "difftest.txt").write_text("\n".join(report) + "\n")
+    cover = next((l for l in ours_meta if l.startswith("# coverage")), "")
+    hits = dict(kv.split("=") for kv in cover.split()[2:])
+    unhit = [op for op, n in hits.items() if n == "0"]
+    summary = {"steps": len(ours), "differing": len(report), "failed": len(failed),
+               "allowed": allow_hits, "secs": {s: logs[s][1] for s in DIFF_SERVERS},
+               "ops_not_run": unhit,
+               "failed_steps": [f[2] for f in failed][:200]}
+    # A comparison of two logs of failures proves little: most steps must
+    # get somewhere.
+    for server, steps in zip(DIFF_SERVERS, (ours, up)):
+        ok = sum(1 for l in steps.values() if re.search(r" -> (0|ok|[1-9]\d*)\b", l))
+        summary.setdefault("steps_with_success", {})[server] = ok
+        if ok < 0.3 * len(steps):
+            problems.append(f"difftest: only {ok} of {len(steps)} steps against {server} "
+                            "had any success")
+    if not ours or not up:
+        problems.append("difftest: a log has no steps")
+    if unhit:
+        problems.append(f"difftest: ops never run: {unhit}")
+    if failed:
+        seed, step, name, a, b = failed[0]
+        seeds = sorted({f[0] for f in failed})
+        again = f"--steps {step + 1}" if step != 1 << 30 else ""
+        problems.append(
+            f"difftest: {len(failed)} steps differ (seeds {seeds[:20]}; all in "
+            f"build/vm/difftest.txt); first {name}\n  iommufd_rs: {a}\n  iommufd:    {b}\n"
+            f"  reproduce: iommufd_diff --seed {seed} {again}")
+    print(f"difftest: {len(ours)} steps, {len(report)} differ, {len(failed)} not allowlisted, "
+          f"secs {summary['secs']}")
+    summary["problems"] = problems
+    return summary, problems
+
+
 def main():
     mode, out = sys.argv[1], Path(sys.argv[2])
     log = (out / "results.log").read_text(errors="replace") if (out / "results.log").exists() else ""
     console = (out / "console.log").read_text(errors="replace") if (out / "console.log").exists() else ""
     merged = {}
-    for name, server, body, rc in sections(log):
+    for name, server, body, rc, end in sections(log):
         s = merged.setdefault(name, {"server": server, "body": [], "rc": 0})
         s["body"] += body
         s["rc"] = max(s["rc"], rc)
+        s["end"] = end
     dmesg = "\n".join(merged.pop("dmesg", {"body": []})["body"])
     (out / "dmesg.txt").write_text(dmesg + "\n")
     done = "@@@ DONE" in log
@@ -224,6 +356,9 @@ def main():
         problems += write_bench(merged, out)
         problems += write_bench_pt(dmesg, out)
     summary = {"mode": mode, "completed": done, "splats": splats, "suites": {}}
+    if mode in ("test", "difftest"):
+        summary["difftest"], p = difftest(merged, out)
+        problems += p
     for name, s in merged.items():
         if name == "demo" or name.startswith("bench@"):
             continue
