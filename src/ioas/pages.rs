@@ -300,10 +300,7 @@ impl Pages {
             crate::warn_once!("iommufd_rs: unbalanced unpin of pages {first}..={last}");
             return Err(EINVAL);
         };
-        let user = st.users.remove_at(pos).ok_or(EINVAL)?;
-        let src = self.src.get(held)?;
-        release(held, &src, &mut st, &user);
-        Ok(())
+        self.remove_user(held, &mut st, pos)
     }
 
     /// Ends a fill: pages no other user holds are unpinned, their addresses
@@ -316,9 +313,14 @@ impl Pages {
             crate::warn_once!("iommufd_rs: release of an unknown fill {id}");
             return Err(EINVAL);
         };
+        self.remove_user(held, &mut st, pos)
+    }
+
+    /// Takes user `pos` off the list and releases what only it held.
+    fn remove_user(&self, held: &Held<'_>, st: &mut PinState, pos: usize) -> Result {
         let user = st.users.remove_at(pos).ok_or(EINVAL)?;
         let src = self.src.get(held)?;
-        release(held, &src, &mut st, &user);
+        release(held, &src, st, &user);
         Ok(())
     }
 
